@@ -1,0 +1,156 @@
+"""Every call that differs between DOLFINx versions, written against DOLFINx 0.5.2.
+
+Porting to a newer DOLFINx should be this file's work: the rest of the package goes through
+these wrappers for spaces, meshes from gmsh, forms, assembly, scatters and XDMF output.
+"""
+
+from __future__ import annotations
+
+import dolfinx
+import numpy as np
+import ufl
+from dolfinx import fem
+from dolfinx.fem import petsc as fem_petsc
+from dolfinx.io import XDMFFile, gmshio
+from petsc4py import PETSc
+
+DOLFINX_VERSION = dolfinx.__version__
+ScalarType = PETSc.ScalarType
+
+
+def read_msh(path, comm, gdim: int):
+    """(mesh, cell_tags, facet_tags) from a .msh file read on rank 0 and distributed.
+
+    gmshio.read_from_msh of Debian's 0.5.2 fails (NameError), so merge the file into a gmsh
+    model on rank 0 ourselves and hand it to model_to_mesh on every rank.
+    """
+    import gmsh
+
+    if comm.rank == 0:
+        gmsh.initialize()
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.model.add("from_msh")
+        gmsh.merge(str(path))
+    try:
+        return gmshio.model_to_mesh(gmsh.model, comm, 0, gdim=gdim)
+    finally:
+        if comm.rank == 0:
+            gmsh.finalize()
+
+
+def p1_element(mesh):
+    return ufl.FiniteElement("Lagrange", mesh.ufl_cell(), 1)
+
+
+def mixed_p1_space(mesh, n: int):
+    """One space of n P1 fields on the mesh (a mixed element)."""
+    return fem.FunctionSpace(mesh, ufl.MixedElement([p1_element(mesh)] * n))
+
+
+def scalar_space(mesh, family: str = "CG", degree: int = 1):
+    return fem.FunctionSpace(mesh, (family, degree))
+
+
+def collapse(subspace):
+    """(collapsed space, map collapsed dof -> parent dof)."""
+    V, dofs = subspace.collapse()
+    return V, np.asarray(dofs, dtype=np.int32)
+
+
+def cell_dofs(V, cells: np.ndarray) -> np.ndarray:
+    """Local dof indices (unique) of the given local cells in space V."""
+    if len(cells) == 0:
+        return np.zeros(0, dtype=np.int32)
+    dm = V.dofmap
+    return np.unique(np.concatenate([dm.cell_dofs(c) for c in cells])).astype(np.int32)
+
+
+def facet_dofs(V, facets: np.ndarray, fdim: int) -> np.ndarray:
+    return fem.locate_dofs_topological(V, fdim, facets)
+
+
+def scatter_add_then_forward(u: fem.Function) -> None:
+    """Sum ghost contributions into owners, then copy owners back to ghosts."""
+    u.x.scatter_reverse(dolfinx.la.ScatterMode.add)
+    u.x.scatter_forward()
+
+
+def scatter_forward(u: fem.Function) -> None:
+    u.x.scatter_forward()
+
+
+def zero_bc(dofs: np.ndarray, subspace) -> fem.DirichletBCMetaClass:
+    return fem.dirichletbc(ScalarType(0.0), dofs, subspace)
+
+
+def form(expr):
+    return fem.form(expr)
+
+
+def create_vector(F_form):
+    return fem_petsc.create_vector(F_form)
+
+
+def create_matrix(J_form):
+    return fem_petsc.create_matrix(J_form)
+
+
+def assemble_residual(b, F_form, J_form, bcs, x) -> None:
+    """b = F(x) with rows of Dirichlet dofs set to x - g (Newton convention)."""
+    with b.localForm() as b_local:
+        b_local.set(0.0)
+    fem_petsc.assemble_vector(b, F_form)
+    fem_petsc.apply_lifting(b, [J_form], bcs=[bcs], x0=[x], scale=-1.0)
+    b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+    fem_petsc.set_bc(b, bcs, x, -1.0)
+
+
+def assemble_jacobian(A, J_form, bcs) -> None:
+    A.zeroEntries()
+    fem_petsc.assemble_matrix(A, J_form, bcs=bcs)
+    A.assemble()
+
+
+def assemble_scalar(M_form, comm) -> float:
+    return comm.allreduce(fem.assemble_scalar(M_form), op=_sum_op())
+
+
+def _sum_op():
+    from mpi4py import MPI
+    return MPI.SUM
+
+
+def owned_size(V) -> int:
+    return V.dofmap.index_map.size_local * V.dofmap.index_map_bs
+
+
+def tabulate_dof_coordinates(V) -> np.ndarray:
+    return V.tabulate_dof_coordinates()
+
+
+def num_cells_global(mesh) -> int:
+    return mesh.topology.index_map(mesh.topology.dim).size_global
+
+
+def num_owned_cells(mesh) -> int:
+    return mesh.topology.index_map(mesh.topology.dim).size_local
+
+
+def cell_vertex_coordinates(mesh, cells: np.ndarray) -> np.ndarray:
+    """(len(cells), nverts, 3) coordinates of the (P1) geometry nodes of the cells."""
+    x = mesh.geometry.x
+    dofmap = mesh.geometry.dofmap
+    return np.array([x[dofmap.links(c)] for c in cells])
+
+
+def open_xdmf(comm, path, mode: str = "w"):
+    return XDMFFile(comm, str(path), mode)
+
+
+def xdmf_write_mesh_and_tags(xdmf, mesh, cell_tags, facet_tags) -> None:
+    mesh.topology.create_connectivity(mesh.topology.dim - 1, mesh.topology.dim)
+    xdmf.write_mesh(mesh)
+    cell_tags.name = "phase"
+    xdmf.write_meshtags(cell_tags)
+    facet_tags.name = "interfaces"
+    xdmf.write_meshtags(facet_tags)

@@ -1,0 +1,85 @@
+"""Phase properties of MODEL.md section 3 and the open-circuit voltage U(x) of section 5."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import ufl
+
+from fem.case import Materials, OCVConfig
+from fem.constants import F, K_B_EV, M_S_KG_MOL, kelvin
+
+
+def c_max_mol_m3(materials: Materials) -> float:
+    """Li capacity of pristine S per volume: c_max = 2 rho_S / M_S."""
+    return 2.0 * materials.density_S_g_cm3 * 1e3 / M_S_KG_MOL
+
+
+def theoretical_capacity_mAh_g() -> float:
+    """2 e- per S: 2 F / M_S in mAh per g of S."""
+    return 2.0 * F / (M_S_KG_MOL * 1e3) / 3.6
+
+
+def kappa_SE_S_m(materials: Materials, temperature_C: float) -> float:
+    """Arrhenius ionic conductivity of the SE, referenced to 25 degC."""
+    T, T_ref = kelvin(temperature_C), kelvin(25.0)
+    return materials.kappa_SE_S_m * np.exp(-materials.Ea_kappa_SE_eV / K_B_EV * (1.0 / T - 1.0 / T_ref))
+
+
+@dataclass(frozen=True)
+class OCV:
+    """U(x) vs Li/Li+ as a UFL expression and as a numpy function (same formula)."""
+
+    config: OCVConfig
+    table: tuple[np.ndarray, np.ndarray] | None = None
+
+    # keeps the logarithms finite when a Newton iterate steps slightly outside (0, 1)
+    _DELTA = 1e-6
+
+    @classmethod
+    def from_config(cls, config: OCVConfig) -> "OCV":
+        return cls(config, read_ocv_table(config.table_file) if config.table_file else None)
+
+    def ufl(self, x):
+        if self.table is not None:
+            return _piecewise_linear(x, *self.table, max_value=ufl.max_value)
+        c, d = self.config, self._DELTA
+        ends = ufl.ln(ufl.max_value(1.0 - x + d, d) / ufl.max_value(x + d, d))
+        return c.U0_V + c.slope_V * (0.5 - x) + c.end_scale_V * ends
+
+    def numpy(self, x):
+        x = np.asarray(x, dtype=float)
+        if self.table is not None:
+            return _piecewise_linear(x, *self.table, max_value=np.maximum)
+        c, d = self.config, self._DELTA
+        ends = np.log(np.maximum(1.0 - x + d, d) / np.maximum(x + d, d))
+        return c.U0_V + c.slope_V * (0.5 - x) + c.end_scale_V * ends
+
+
+def read_ocv_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Columns x, U_V (vs Li/Li+); x strictly increasing in [0, 1]."""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f)]
+    if not rows or not {"x", "U_V"} <= set(rows[0]):
+        raise ValueError(f"{path}: an OCV table needs the header 'x,U_V' and at least two rows")
+    xs = np.array([float(r["x"]) for r in rows])
+    us = np.array([float(r["U_V"]) for r in rows])
+    if len(xs) < 2 or np.any(np.diff(xs) <= 0) or xs[0] < 0 or xs[-1] > 1:
+        raise ValueError(f"{path}: x must increase strictly within [0, 1] over at least two rows")
+    return xs, us
+
+
+def _piecewise_linear(x, xs, us, max_value):
+    """Linear interpolation through (xs, us), extrapolated linearly beyond both ends.
+
+    Written as a sum of ramps so that one formula serves UFL (max_value=ufl.max_value) and
+    numpy (np.maximum).
+    """
+    slopes = np.diff(us) / np.diff(xs)
+    expr = us[0] + slopes[0] * (x - xs[0])
+    for k in range(1, len(slopes)):
+        expr = expr + (slopes[k] - slopes[k - 1]) * max_value(x - xs[k], 0.0)
+    return expr

@@ -1,0 +1,261 @@
+"""The coupled cathode problem of MODEL.md sections 2-5 on one mesh, backward Euler in time.
+
+Mesh coordinates X are in micrometres (x_phys = L X, L = 1 um); the equations are written for
+X with the length scale applied explicitly. The three residuals are scaled to comparable
+magnitudes: the potential equations are divided by L^(d-1) (entries in A/m2 * um), the
+lithiation equation by c_max L^d and multiplied by a reference time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import ufl
+from dolfinx import fem
+from petsc4py import PETSc
+
+from fem import compat, tags
+from fem.case import Case
+from fem.catalysts import Catalyst, exchange_current_A_m2
+from fem.constants import A_M2_PER_MA_CM2, F, MG_CM2_PER_KG_M2, R, UM, kelvin
+from fem.materials import OCV, c_max_mol_m3, kappa_SE_S_m
+from fem.mesh import CellMesh
+from fem.physics import kinetics
+from fem.physics.spaces import PHI_E, PHI_S, X, build_spaces
+
+T_REF_S = 100.0  # time scale of the lithiation residual (conditioning only)
+FACET_QUADRATURE_DEGREE = 4  # exp/ln terms: UFL would pick 7-13 (PLATFORM.md)
+
+
+@dataclass
+class Measurement:
+    """Cell-level quantities after a solve; currents in A/m2 of anode area, + on discharge."""
+
+    I_A_m2: float  # current through the anode face
+    V: float  # cell voltage vs Li-In
+    I_reaction_A_m2: float  # -integral of i over S|SE
+    I_collector_A_m2: float  # current leaving through the collector
+    I_storage_A_m2: float  # c_max F d<x>/dt V_S
+    mean_x: float
+    mean_eta_V: float
+
+
+class CellProblem:
+    """Fields, forms and controls of one cell; `solve` advances one time step of length dt."""
+
+    def __init__(self, cell: CellMesh, case: Case, catalyst: Catalyst, solver_factory):
+        self.cell, self.case, self.catalyst = cell, case, catalyst
+        mesh, comm = cell.mesh, cell.mesh.comm
+        self.comm = comm
+        self.spaces = build_spaces(mesh, cell.cell_tags)
+        V = self.spaces.V
+        self.u, self.u_n = fem.Function(V), fem.Function(V)
+        self.ocv = OCV.from_config(case.ocv)
+        self.c_max = c_max_mol_m3(case.materials)
+
+        def const(value):
+            return fem.Constant(mesh, PETSc.ScalarType(value))
+
+        self.dt = const(1.0)
+        self.galvanostatic = const(1.0)  # 1: current control, 0: voltage control (Robin anode)
+        self.i_app = const(0.0)  # A/m2 entering the SE at the anode, + on discharge
+        self.phi_an = const(0.0)  # anode potential under voltage control
+        self.f = const(1.0)  # F/RT
+        self.kappa = const(1.0)
+        self.i0 = const(1.0)  # catalyst exchange current density, A/m2
+        self.f_c = const(1.0)  # S|SE contact factor (ageing, MODEL.md section 6)
+        self.set_temperature(case.conditions.temperature_C)
+
+        self.d_C = self._distance_to_carbon(mesh)
+        self._build_forms(mesh)
+        self.solver = solver_factory(self.F_form, self.J_form, self.u, self.bcs, comm)
+        self._set_initial_state(case.conditions.initial_lithiation)
+
+    # --- set-up -------------------------------------------------------------------------
+
+    def _distance_to_carbon(self, mesh):
+        """P1 field d_C (um) from the particle geometry, not from the mesh (MODEL.md section 4)."""
+        W = compat.scalar_space(mesh)
+        d = fem.Function(W)
+        d.x.array[:] = self.cell.packing.distance_to_carbon(compat.tabulate_dof_coordinates(W))
+        return d
+
+    def _build_forms(self, mesh):
+        case, m, k, an = self.case, self.case.materials, self.case.kinetics, self.case.anode
+        ct, ft = self.cell.cell_tags, self.cell.facet_tags
+        V = self.spaces.V
+        dx = ufl.Measure("dx", domain=mesh, subdomain_data=ct)
+        md = {"quadrature_degree": FACET_QUADRATURE_DEGREE}
+        dS = ufl.Measure("dS", domain=mesh, subdomain_data=ft, metadata=md)
+        ds = ufl.Measure("ds", domain=mesh, subdomain_data=ft, metadata=md)
+        self.dx, self.dS, self.ds = dx, dS, ds
+
+        phi_e, phi_s, x = ufl.split(self.u)
+        x_n = ufl.split(self.u_n)[X]
+        grad, inner = ufl.grad, ufl.inner
+        L = UM
+
+        # eta = phi_s - phi_e - U(x); the fields are continuous, so either facet side will do
+        eta = phi_s - phi_e - self.ocv.ufl(x)
+        w = kinetics.tpb_weight(self.d_C, k.l_cat_um, k.w_min)
+        g = kinetics.concentration_factor(x, k.g_eps)
+        i_bv = kinetics.butler_volmer(self.i0 * self.f_c * w * g, k.alpha_a, k.alpha_c, self.f, eta)
+        i = i_bv("+")
+        # anode: uniform current (CC) or Butler-Volmer Robin condition at phi_an (CV)
+        eta_an = self.phi_an - phi_e - an.U_an_V
+        i_an_bv = kinetics.butler_volmer(an.i0_an_A_m2, an.alpha, 1.0 - an.alpha, self.f, eta_an)
+        i_an = self.galvanostatic * self.i_app + (1.0 - self.galvanostatic) * i_an_bv
+        self.eta, self.i_bv, self.i_an = eta, i_bv, i_an
+
+        def residual_e(v_e):
+            # SE: -div(kappa grad phi_e) = 0; i enters the SE at S|SE, i_an at the anode
+            return (self.kappa / L) * inner(grad(phi_e), grad(v_e)) * dx(tags.SE) \
+                - i * v_e("+") * dS(tags.S_SE) - i_an * v_e * ds(tags.ANODE)
+
+        def residual_s(v_s):
+            # C and S: -div(sigma grad phi_s) = 0; i leaves S as electronic current at S|SE
+            return (m.sigma_C_S_m / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.C) \
+                + (m.sigma_S_S_m / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.S) \
+                + i * v_s("+") * dS(tags.S_SE)
+
+        def residual_x(q):
+            # S: c_max dx/dt = div(c_max D grad x), outward Li flux -c_max D grad x.n = i/F
+            return T_REF_S * ((x - x_n) / self.dt * q * dx(tags.S)
+                              + (m.D_S_m2_s / L**2) * inner(grad(x), grad(q)) * dx(tags.S)
+                              + i / (L * F * self.c_max) * q("+") * dS(tags.S_SE))
+
+        v_e, v_s, q = ufl.TestFunctions(V)
+        total = residual_e(v_e) + residual_s(v_s) + residual_x(q)
+        self.F_form = compat.form(total)
+        self.J_form = compat.form(ufl.derivative(total, self.u, ufl.TrialFunction(V)))
+
+        # phi_s = 0 on the collector (the cathode is the ground), plus the pinned dofs
+        fdim = mesh.topology.dim - 1
+        collector = ft.indices[ft.values == tags.COLLECTOR]
+        cc_dofs = compat.facet_dofs(V.sub(PHI_S), collector, fdim)
+        self.bcs = [compat.zero_bc(cc_dofs, V.sub(PHI_S))] + self.spaces.pin_bcs
+
+        # collector current: the phi_s residual tested with the collector dofs' basis functions
+        Vs, to_parent = self.spaces.collapsed[PHI_S]
+        self.w_cc = fem.Function(Vs)
+        cc_local = compat.facet_dofs(Vs, collector, fdim)
+        self.w_cc.x.array[cc_local] = 1.0
+        self.w_cc.x.array[~self.spaces.active[PHI_S]] = 0.0
+
+        one = fem.Constant(mesh, PETSc.ScalarType(1.0))
+        forms = {
+            "area_anode": one * ds(tags.ANODE),
+            "area_interface": one("+") * dS(tags.S_SE),
+            "volume_S": one * dx(tags.S),
+            "int_i": i * dS(tags.S_SE),
+            "int_i_an": i_an * ds(tags.ANODE),
+            "int_phi_e_anode": phi_e * ds(tags.ANODE),
+            "int_x": x * dx(tags.S),
+            "int_dxdt": (x - x_n) / self.dt * dx(tags.S),
+            "int_eta": eta("+") * dS(tags.S_SE),
+            "collector": residual_s(self.w_cc),
+        }
+        self._functionals = {k: compat.form(v) for k, v in forms.items()}
+        self.area_anode_um = self._integral("area_anode")
+        self.area_interface_um = self._integral("area_interface")
+        self.volume_S_um = self._integral("volume_S")
+
+    def _integral(self, name) -> float:
+        return compat.assemble_scalar(self._functionals[name], self.comm)
+
+    def _set_initial_state(self, x0: float):
+        """Uniform lithiation x0 at rest: phi_s = 0, phi_e = -U(x0) so that eta = 0."""
+        U0 = float(self.ocv.numpy(x0))
+        for field, value in ((PHI_E, -U0), (PHI_S, 0.0), (X, x0)):
+            _, to_parent = self.spaces.collapsed[field]
+            active = self.spaces.active[field]
+            self.u.x.array[to_parent[active]] = value
+            self.u.x.array[to_parent[~active]] = 0.0
+        self.u_n.x.array[:] = self.u.x.array
+        self.phi_an_V = -(U0 - self.case.anode.U_an_V)
+
+    # --- controls -----------------------------------------------------------------------
+
+    def set_temperature(self, temperature_C: float, activity: float = 1.0):
+        T = kelvin(temperature_C)
+        self.temperature_C = temperature_C
+        self.f.value = F / (R * T)
+        self.kappa.value = kappa_SE_S_m(self.case.materials, temperature_C)
+        self.i0.value = exchange_current_A_m2(self.catalyst, T, activity)
+
+    def set_current(self, i_app_A_m2: float):
+        self.galvanostatic.value = 1.0
+        self.i_app.value = i_app_A_m2
+
+    def set_voltage(self, V_set: float):
+        self.galvanostatic.value = 0.0
+        self.phi_an.value = -V_set
+
+    @property
+    def is_galvanostatic(self) -> bool:
+        return float(self.galvanostatic.value) == 1.0
+
+    # --- time stepping ------------------------------------------------------------------
+
+    def solve(self, dt_s: float) -> tuple[bool, int]:
+        """One backward-Euler step from the accepted state; the state is kept only on success."""
+        self.dt.value = dt_s
+        self.u.x.array[:] = self.u_n.x.array
+        converged, iterations = self.solver.solve()
+        if not converged:
+            self.u.x.array[:] = self.u_n.x.array
+        return converged, iterations
+
+    def accept(self):
+        self.u_n.x.array[:] = self.u.x.array
+
+    def measure(self) -> Measurement:
+        """Cell quantities of the current (solved, not yet accepted) state."""
+        A = self.area_anode_um
+        an = self.case.anode
+        f = float(self.f.value)
+        if self.is_galvanostatic:
+            I = float(self.i_app.value)
+            mean_phi_e = self._integral("int_phi_e_anode") / A
+            eta_an = kinetics.anode_overpotential_V(I, an.i0_an_A_m2, an.alpha, f)
+            phi_an = mean_phi_e + an.U_an_V + eta_an
+        else:
+            I = self._integral("int_i_an") / A
+            phi_an = float(self.phi_an.value)
+        # volume integrals carry one more power of L than the per-area normalisation
+        storage = self.c_max * F * UM * self._integral("int_dxdt") / A
+        return Measurement(
+            I_A_m2=I,
+            V=-phi_an,
+            I_reaction_A_m2=-self._integral("int_i") / A,
+            I_collector_A_m2=-self._integral("collector") / A,
+            I_storage_A_m2=storage,
+            mean_x=self._integral("int_x") / self.volume_S_um,
+            mean_eta_V=self._integral("int_eta") / self.area_interface_um,
+        )
+
+    # --- cell properties ----------------------------------------------------------------
+
+    def sulfur_loading_mg_cm2(self) -> float:
+        """Mass of S per anode area (the volume of S over the area carries one L)."""
+        rho = self.case.materials.density_S_g_cm3 * 1e3
+        return rho * UM * self.volume_S_um / self.area_anode_um * MG_CM2_PER_KG_M2
+
+    def one_C_A_m2(self) -> float:
+        """Current density that converts all S (x: 0 -> 1) in one hour."""
+        return self.c_max * F * UM * self.volume_S_um / self.area_anode_um / 3600.0
+
+    @staticmethod
+    def to_mA_cm2(i_A_m2: float) -> float:
+        return i_A_m2 / A_M2_PER_MA_CM2
+
+    def field_arrays(self) -> dict:
+        """Local values of each field with NaN where it is inactive (for output)."""
+        out = {}
+        for field, name in enumerate(("phi_e", "phi_s", "x")):
+            _, to_parent = self.spaces.collapsed[field]
+            values = self.u.x.array[to_parent].copy()
+            values[~self.spaces.active[field]] = np.nan
+            out[name] = values
+        return out

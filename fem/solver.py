@@ -1,0 +1,70 @@
+"""Nonlinear solver: PETSc SNES Newton with a backtracking line search (petsc4py)."""
+
+from __future__ import annotations
+
+from petsc4py import PETSc
+
+from fem import compat
+from fem.case import SolverConfig
+
+# PETSc options per linear-solver preset; fieldsplit-AMG is for large 3D meshes
+LINEAR_PRESETS = {
+    "direct": {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"},
+    "iterative": {"ksp_type": "gmres", "ksp_rtol": 1e-10, "pc_type": "hypre",
+                  "pc_hypre_type": "boomeramg"},
+}
+
+
+class NewtonSolver:
+    """Solves F(u) = 0 with Dirichlet conditions; u holds the initial guess and the result."""
+
+    _count = 0
+
+    def __init__(self, F_form, J_form, u, bcs, comm, config: SolverConfig):
+        self.F_form, self.J_form, self.u, self.bcs = F_form, J_form, u, bcs
+        self.b = compat.create_vector(F_form)
+        self.A = compat.create_matrix(J_form)
+        self.x = self.b.duplicate()
+        self.snes = PETSc.SNES().create(comm)
+        NewtonSolver._count += 1
+        prefix = f"asslsb_newton{NewtonSolver._count}_"
+        self.snes.setOptionsPrefix(prefix)
+        options = PETSc.Options()
+        for key, value in {"snes_type": "newtonls", "snes_linesearch_type": "bt",
+                           **LINEAR_PRESETS[config.linear_solver]}.items():
+            options[prefix + key] = value
+        self.snes.setFromOptions()
+        self.snes.setTolerances(rtol=config.newton_rtol, atol=config.newton_atol, stol=1e-12,
+                                max_it=config.max_newton_iterations)
+        self.snes.setFunction(self._residual, self.b)
+        self.snes.setJacobian(self._jacobian, self.A)
+        self.total_iterations = 0
+
+    def _copy_in(self, x):
+        x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        x.copy(self.u.vector)
+        self.u.vector.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+
+    def _residual(self, snes, x, b):
+        self._copy_in(x)
+        compat.assemble_residual(b, self.F_form, self.J_form, self.bcs, x)
+
+    def _jacobian(self, snes, x, A, P):
+        self._copy_in(x)
+        compat.assemble_jacobian(A, self.J_form, self.bcs)
+
+    def solve(self) -> tuple[bool, int]:
+        self.u.vector.copy(self.x)
+        self.snes.solve(None, self.x)
+        reason = self.snes.getConvergedReason()
+        iterations = self.snes.getIterationNumber()
+        self.total_iterations += iterations
+        if reason > 0:
+            self._copy_in(self.x)
+        return reason > 0, iterations
+
+    def destroy(self):
+        self.snes.destroy()
+        self.A.destroy()
+        self.b.destroy()
+        self.x.destroy()
