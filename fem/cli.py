@@ -1,0 +1,74 @@
+"""Command line: `python run_case.py CASE.toml [--out DIR] [--debug] [--check]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from fem.case import Case, CaseError, load_case
+from fem.protocol import ProtocolError
+
+DESCRIPTION = """\
+Simulate an all-solid-state Li-S composite cathode described by a case file.
+
+The case file (TOML) has the tables [geometry] (with [geometry.sulfur], [geometry.carbon],
+[geometry.void], [geometry.mesh]), [materials], [ocv], [kinetics], [anode], [conditions],
+[protocol], [solver], [output] and optional [catalysts.<name>]; every key carries its unit in
+its name (thickness_um, temperature_C). Anything left out takes the default of MODEL.md.
+See cases/README.md and the commented cases/quickstart.toml.
+
+The run writes one folder: time series and per-cycle tables (CSV), a summary (JSON),
+fields for ParaView (XDMF + HDF5) and plots (PNG)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run_case.py", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", type=Path, help="case file (TOML)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="output folder (default: results/<case name>, relative to the current folder)")
+    p.add_argument("--check", action="store_true", help="only validate the case, print a summary and exit")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return p
+
+
+def _summary(case: Case, out_dir: Path) -> str:
+    g, p = case.geometry, case.protocol
+    source = (f"mesh {g.mesh_file}" if g.mesh_file else
+              f"particles {g.particles_file}" if g.particles_file else f"generated, seed {g.seed}")
+    steps = "\n".join(f"    {i + 1}. {text}" for i, text in enumerate(p.steps))
+    return (f"case {case.name!r} is valid\n"
+            f"  geometry: {g.dimension}D, cathode {g.thickness_um:g} um x {g.width_um:g} um, "
+            f"separator {g.separator_um:g} um, {source}\n"
+            f"  volume fractions: S {g.sulfur.volume_fraction:g}, C {g.carbon.volume_fraction:g}, "
+            f"void {g.void.volume_fraction:g}\n"
+            f"  catalyst: {case.kinetics.catalyst}, temperature {case.conditions.temperature_C:g} degC\n"
+            f"  protocol: {len(p.steps)} steps x {p.cycles} cycle(s)\n{steps}\n"
+            f"  output: {out_dir}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        case = load_case(args.case)
+        out_dir = args.out or Path("results") / case.name
+        if args.check:
+            print(_summary(case, out_dir))
+            return 0
+        # imported here so that validation works without the solver stack
+        try:
+            from fem.simulation import run
+        except ImportError as err:
+            if args.debug:
+                raise
+            print(f"error: cannot load the solver (fem.simulation): {err}", file=sys.stderr)
+            return 1
+        run(case, out_dir)
+    except (CaseError, ProtocolError, FileNotFoundError) as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
