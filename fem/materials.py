@@ -36,8 +36,9 @@ class OCV:
     config: OCVConfig
     table: tuple[np.ndarray, np.ndarray] | None = None
 
-    # keeps the logarithms finite when a Newton iterate steps slightly outside (0, 1)
-    _DELTA = 1e-6
+    # beyond [DELTA, 1 - DELTA] the logarithms continue linearly (C1): finite for any Newton
+    # iterate, and steep enough (end_scale/DELTA per unit x) to push x back into (0, 1)
+    _DELTA = 1e-5
 
     @classmethod
     def from_config(cls, config: OCVConfig) -> "OCV":
@@ -46,17 +47,31 @@ class OCV:
     def ufl(self, x):
         if self.table is not None:
             return _piecewise_linear(x, *self.table, max_value=ufl.max_value)
-        c, d = self.config, self._DELTA
-        ends = ufl.ln(ufl.max_value(1.0 - x + d, d) / ufl.max_value(x + d, d))
+        c = self.config
+        ends = _safe_ln(1.0 - x, self._DELTA, ufl.ln, _ufl_where) - _safe_ln(x, self._DELTA, ufl.ln, _ufl_where)
         return c.U0_V + c.slope_V * (0.5 - x) + c.end_scale_V * ends
 
     def numpy(self, x):
         x = np.asarray(x, dtype=float)
         if self.table is not None:
             return _piecewise_linear(x, *self.table, max_value=np.maximum)
-        c, d = self.config, self._DELTA
-        ends = np.log(np.maximum(1.0 - x + d, d) / np.maximum(x + d, d))
+        c = self.config
+        ends = _safe_ln(1.0 - x, self._DELTA, _np_log, np.where) - _safe_ln(x, self._DELTA, _np_log, np.where)
         return c.U0_V + c.slope_V * (0.5 - x) + c.end_scale_V * ends
+
+
+def _safe_ln(y, delta, log, where):
+    """ln(y) for y >= delta, its tangent line at delta below: C1 and defined everywhere."""
+    tangent = np.log(delta) + (y - delta) / delta
+    return where(y >= delta, log(where(y >= delta, y, delta)), tangent)
+
+
+def _np_log(y):
+    return np.log(y)
+
+
+def _ufl_where(condition, a, b):
+    return ufl.conditional(condition, a, b)
 
 
 def read_ocv_table(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,117 @@
+"""The cycle loop: protocol steps in order, the time-series record and progress on the terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from fem.constants import MAH_CM2_PER_C_M2
+from fem.physics.problem import CellProblem, Measurement
+from fem.protocol import Step
+from fem.stepping import Accepted, StepEnd, StepRunner
+
+# charge-balance columns beside the documented time series (MODEL.md section 9)
+BALANCE_COLUMNS = ["I_reaction_mA_cm2", "I_collector_mA_cm2", "I_storage_mA_cm2"]
+
+
+@dataclass
+class Position:
+    cycle: int = 1
+    step_index: int = 0
+    step: Step | None = None
+
+
+@dataclass
+class Recorder:
+    """Turns accepted time steps into time-series rows and keeps the running totals."""
+
+    problem: CellProblem
+    append_row: Callable[[dict], None]
+    progress: "Progress"
+    position: Position = field(default_factory=Position)
+    Q_net_C_m2: float = 0.0
+    Q_step_C_m2: float = 0.0
+    last: Measurement | None = None
+    last_t_s: float = 0.0
+    steps_taken: int = 0
+    max_balance_error_A_m2: float = 0.0
+    _start_pending: bool = False
+
+    def begin(self, cycle: int, step_index: int, step: Step, t_s: float):
+        self.position = Position(cycle, step_index, step)
+        self.Q_step_C_m2 = 0.0
+        self.last_t_s = t_s
+        self._start_pending = True
+
+    def on_accept(self, step: Step, acc: Accepted):
+        m = acc.measurement
+        if self._start_pending:
+            # the step's first row is at its start: previous voltage, the step's current
+            self._row(self.last_t_s, m.I_A_m2, self.last, 0.0, 0)
+            self._start_pending = False
+        self.Q_net_C_m2 += m.I_A_m2 * acc.dt_s
+        self.Q_step_C_m2 += abs(m.I_A_m2) * acc.dt_s
+        self.steps_taken += 1
+        balance = max(abs(m.I_reaction_A_m2 - m.I_A_m2), abs(m.I_collector_A_m2 - m.I_A_m2),
+                      abs(m.I_storage_A_m2 - m.I_A_m2))
+        self.max_balance_error_A_m2 = max(self.max_balance_error_A_m2, balance)
+        self._row(acc.t_s, m.I_A_m2, m, acc.dt_s, acc.iterations)
+        self.last, self.last_t_s = m, acc.t_s
+        self.progress.update(self.position, acc.t_s, m)
+
+    def _row(self, t_s, I_A_m2, m: Measurement, dt_s, iterations):
+        p, an = self.problem, self.problem.case.anode
+        self.append_row({
+            "t_s": t_s, "step": self.position.step_index, "step_kind": self.position.step.kind,
+            "cycle": self.position.cycle, "I_mA_cm2": p.to_mA_cm2(I_A_m2),
+            "V_vs_LiIn_V": m.V, "V_vs_Li_V": m.V + an.U_an_V,
+            "Q_mAh_cm2": self.Q_net_C_m2 * MAH_CM2_PER_C_M2,
+            "Q_step_mAh_cm2": self.Q_step_C_m2 * MAH_CM2_PER_C_M2,
+            "mean_x": m.mean_x, "mean_eta_V": m.mean_eta_V, "T_C": p.temperature_C,
+            "dt_s": dt_s, "newton_iterations": iterations,
+            "I_reaction_mA_cm2": p.to_mA_cm2(m.I_reaction_A_m2),
+            "I_collector_mA_cm2": p.to_mA_cm2(m.I_collector_A_m2),
+            "I_storage_mA_cm2": p.to_mA_cm2(m.I_storage_A_m2),
+        })
+
+
+class Progress:
+    """One line, rewritten in place on a terminal, at most every `every_s` seconds of wall time."""
+
+    def __init__(self, mode: str, comm, n_cycles: int, n_steps: int, every_s: float = 1.0):
+        import os
+        on_terminal = sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
+        self.enabled = comm.rank == 0 and (mode == "on" or (mode == "auto" and on_terminal))
+        self.n_cycles, self.n_steps, self.every_s = n_cycles, n_steps, every_s
+        self._last = 0.0
+
+    def update(self, pos: Position, t_s: float, m: Measurement):
+        now = time.monotonic()
+        if not self.enabled or now - self._last < self.every_s:
+            return
+        self._last = now
+        line = (f"cycle {pos.cycle}/{self.n_cycles} step {pos.step_index + 1}/{self.n_steps} "
+                f"{pos.step.kind:<9} t = {t_s / 3600:7.3f} h  V = {m.V:6.3f} V vs Li-In  "
+                f"I = {m.I_A_m2 / 10:+.3f} mA/cm2  mean x = {m.mean_x:5.3f}")
+        print("\r" + line, end="", flush=True)
+
+    def done(self):
+        if self.enabled:
+            print(flush=True)
+
+
+def run_protocol(problem: CellProblem, cycles: list[list[Step]], runner: StepRunner,
+                 recorder: Recorder, on_step_end: Callable[[int, int, Step, StepEnd], None]) -> float:
+    """Every step of every cycle in order; returns the final time."""
+    t = 0.0
+    recorder.last = problem.measure()
+    for cycle, steps in enumerate(cycles, start=1):
+        for index, step in enumerate(steps):
+            recorder.begin(cycle, index, step, t)
+            end = runner.run(step, t, recorder.last)
+            t = end.t_s
+            on_step_end(cycle, index, step, end)
+    recorder.progress.done()
+    return t
