@@ -44,8 +44,12 @@ class Measurement:
 class CellProblem:
     """Fields, forms and controls of one cell; `solve` advances one time step of length dt."""
 
-    def __init__(self, cell: CellMesh, case: Case, catalyst: Catalyst, solver_factory):
+    def __init__(self, cell: CellMesh, case: Case, catalyst: Catalyst, solver_factory,
+                 extra_residual=None):
+        """extra_residual(problem, (v_e, v_s, q)) -> UFL form added to the residual: the hook
+        through which verification adds manufactured sources to exactly these forms."""
         self.cell, self.case, self.catalyst = cell, case, catalyst
+        self._extra_residual = extra_residual
         mesh, comm = cell.mesh, cell.mesh.comm
         self.comm = comm
         self.spaces = build_spaces(mesh, cell.cell_tags)
@@ -93,6 +97,7 @@ class CellProblem:
 
         phi_e, phi_s, x = ufl.split(self.u)
         x_n = ufl.split(self.u_n)[X]
+        self.fields = (phi_e, phi_s, x)
         grad, inner = ufl.grad, ufl.inner
         L = UM
 
@@ -127,6 +132,8 @@ class CellProblem:
 
         v_e, v_s, q = ufl.TestFunctions(V)
         total = residual_e(v_e) + residual_s(v_s) + residual_x(q)
+        if self._extra_residual is not None:
+            total = total + self._extra_residual(self, (v_e, v_s, q))
         self.F_form = compat.form(total)
         self.J_form = compat.form(ufl.derivative(total, self.u, ufl.TrialFunction(V)))
 
