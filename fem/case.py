@@ -133,7 +133,7 @@ class SolverConfig:
     cutoff_tol_rel_current: float = 0.01  # current cut-offs (holds) within this fraction
     max_newton_iterations: int = 25
     newton_rtol: float = 1e-9
-    newton_atol: float = 1e-12
+    newton_atol: float = 1e-8  # above the roundoff floor of the scaled residual (~3e-9)
     linear_solver: str = "direct"  # "direct" (MUMPS) or "iterative" (fieldsplit AMG)
 
 

@@ -1,4 +1,9 @@
-"""Nonlinear solver: PETSc SNES Newton with a backtracking line search (petsc4py)."""
+"""Nonlinear solver: PETSc SNES Newton with a line search (petsc4py).
+
+The l2 (secant) line search: on a full cycle of the tiny reference cell it needed 1243
+Newton iterations where backtracking (bt) needed 1681, and with the predictor of
+CellProblem.solve bt failed at the end of charge while l2 went through (608 iterations).
+"""
 
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ class NewtonSolver:
         prefix = f"asslsb_newton{NewtonSolver._count}_"
         self.snes.setOptionsPrefix(prefix)
         options = PETSc.Options()
-        for key, value in {"snes_type": "newtonls", "snes_linesearch_type": "bt",
+        for key, value in {"snes_type": "newtonls", "snes_linesearch_type": "l2",
                            **LINEAR_PRESETS[config.linear_solver]}.items():
             options[prefix + key] = value
         self.snes.setFromOptions()
