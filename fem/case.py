@@ -133,8 +133,38 @@ class SolverConfig:
     cutoff_tol_rel_current: float = 0.01  # current cut-offs (holds) within this fraction
     max_newton_iterations: int = 25
     newton_rtol: float = 1e-9
-    newton_atol: float = 1e-8  # above the roundoff floor of the scaled residual (~3e-9)
+    newton_atol: float = 1e-8  # max |residual entry|, above its roundoff floor (~1e-9)
     linear_solver: str = "direct"  # "direct" (MUMPS) or "iterative" (fieldsplit AMG)
+
+
+@dataclass
+class AgeingConfig:
+    """Catalyst-independent fade between cycles (MODEL.md section 6); the catalyst's own
+    ageing (k_deact, buffering) is in its record. DoD = discharge capacity / theoretical."""
+
+    k_contact: float = 1e-5  # S|SE contact loss per cycle at DoD = 1: df_c/dn = -k DoD^p f_c
+    p_contact: float = 2.0  # DoD exponent of the contact loss
+    k_sulfur_loss: float = 0.0  # fraction of the active S lost per cycle at DoD = 1 (inert after)
+
+
+@dataclass
+class LongCyclingConfig:
+    """Cycle jumping (MODEL.md section 7): full FEM cycles only where the ageing needs them.
+
+    Off (jump = false) every cycle of the protocol is simulated. Cycles 1..warmup_cycles,
+    10, the last one and those in simulate_cycles are always simulated.
+    """
+
+    jump: bool = False
+    tol_slow: float = 0.02  # largest change of ln(activity), ln(f_c), ln(active S) per jump
+    tol_capacity: float = 0.005  # largest predicted capacity change per jump, / cycle-1 capacity
+    max_jump_cycles: int = 1000  # most cycles skipped in one jump
+    jump_growth: float = 3.0  # a jump skips at most this many times the previous one (+1)
+    warmup_cycles: int = 3  # consecutive full cycles at the start
+    simulate_cycles: list[int] = field(default_factory=list)
+    activation_energy: bool = True  # Ea from R_ct(T) after every simulated cycle
+    activation_temperatures_C: list[float] = field(default_factory=lambda: [15.0, 25.0, 35.0, 45.0])
+    checkpoint: bool = True  # slow state + fields at every simulated cycle boundary
 
 
 @dataclass
@@ -158,6 +188,8 @@ class Case:
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    ageing: AgeingConfig = field(default_factory=AgeingConfig)
+    long_cycling: LongCyclingConfig = field(default_factory=LongCyclingConfig)
     catalysts: dict = field(default_factory=dict)  # user catalyst records, name -> fields
 
 
@@ -320,7 +352,27 @@ def _range_errors(case: Case) -> list[str]:
     need("output.fields_every_s", o.fields_every_s, o.fields_every_s >= 0, ">= 0 (0: end of every step)")
     _catalyst_errors(case, errors)
     _protocol_errors(case, need, errors)
+    _ageing_errors(case, need)
     return errors
+
+
+def _ageing_errors(case: Case, need) -> None:
+    a, lc = case.ageing, case.long_cycling
+    need("ageing.k_contact", a.k_contact, 0 <= a.k_contact < 1, "0 <= value < 1 (per cycle)")
+    need("ageing.p_contact", a.p_contact, a.p_contact >= 0, ">= 0")
+    need("ageing.k_sulfur_loss", a.k_sulfur_loss, 0 <= a.k_sulfur_loss < 1, "0 <= value < 1 (per cycle)")
+    need("long_cycling.tol_slow", lc.tol_slow, lc.tol_slow > 0, "> 0")
+    need("long_cycling.tol_capacity", lc.tol_capacity, lc.tol_capacity > 0, "> 0")
+    need("long_cycling.max_jump_cycles", lc.max_jump_cycles, lc.max_jump_cycles >= 0, ">= 0")
+    need("long_cycling.jump_growth", lc.jump_growth, lc.jump_growth >= 1, ">= 1")
+    need("long_cycling.warmup_cycles", lc.warmup_cycles, lc.warmup_cycles >= 2,
+         ">= 2 (the capacity trend needs two cycles after the first)")
+    bad = [c for c in lc.simulate_cycles if not 1 <= c <= case.protocol.cycles]
+    need("long_cycling.simulate_cycles", lc.simulate_cycles, not bad, "cycles in 1..protocol.cycles")
+    temps = lc.activation_temperatures_C
+    need("long_cycling.activation_temperatures_C", temps,
+         len(set(temps)) >= 2 and all(-50 < t < 150 for t in temps),
+         "at least two different temperatures in (-50, 150) degC")
 
 
 def _geometry_errors(g: GeometryConfig, need, errors: list[str]) -> None:
