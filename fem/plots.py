@@ -167,7 +167,11 @@ def _draw_field(fig, ax, panel, points, triangles) -> None:
         ax.text(0.5, 0.5, "undefined", transform=ax.transAxes, ha="center", va="center", color="0.3")
         return
     shown = values[triangles[~mask]]
-    vmin, vmax = float(shown.min()), float(shown.max())
+    # a robust range: a few floating pockets (e.g. SE cut off from the separator) would
+    # otherwise squeeze the whole connected network into one colour
+    vmin, vmax = (float(v) for v in np.percentile(shown, [0.5, 99.5]))
+    extend = {(False, False): "neither", (True, False): "min", (False, True): "max",
+              (True, True): "both"}[(shown.min() < vmin, shown.max() > vmax)]
     if vmin == vmax:
         # a uniform field still needs a non-empty colour range
         vmin, vmax = vmin - 0.5 * max(abs(vmin), 1e-12), vmax + 0.5 * max(abs(vmax), 1e-12)
@@ -176,7 +180,7 @@ def _draw_field(fig, ax, panel, points, triangles) -> None:
     coll = ax.tripcolor(tri, np.nan_to_num(values, nan=vmin), shading="gouraud",
                         cmap=panel.get("cmap", "viridis"), vmin=vmin, vmax=vmax, zorder=1)
     cax = ax.inset_axes([1.03, 0.0, 0.04, 1.0])
-    fig.colorbar(coll, cax=cax, label=panel.get("label", ""))
+    fig.colorbar(coll, cax=cax, label=panel.get("label", ""), extend=extend)
 
 
 @_styled
