@@ -154,3 +154,11 @@ def xdmf_write_mesh_and_tags(xdmf, mesh, cell_tags, facet_tags) -> None:
     xdmf.write_meshtags(cell_tags)
     facet_tags.name = "interfaces"
     xdmf.write_meshtags(facet_tags)
+
+
+def boundary_facets(mesh) -> np.ndarray:
+    """Local indices of the facets on the exterior boundary."""
+    from dolfinx.mesh import exterior_facet_indices
+
+    mesh.topology.create_connectivity(mesh.topology.dim - 1, mesh.topology.dim)
+    return exterior_facet_indices(mesh.topology)
