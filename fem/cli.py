@@ -1,4 +1,4 @@
-"""Command line: `python run_case.py CASE.toml [--out DIR] [--debug] [--check]`."""
+"""Command line: `python run_case.py CASE.toml [--out DIR] [--debug] [--check | --effective-properties]`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ its name (thickness_um, temperature_C). Anything left out takes the default of M
 See cases/README.md and the commented cases/quickstart.toml.
 
 The run writes one folder: time series and per-cycle tables (CSV), a summary (JSON),
-fields for ParaView (XDMF + HDF5) and plots (PNG)."""
+fields for ParaView (XDMF + HDF5) and plots (PNG). With --effective-properties it only
+computes the effective ionic (SE) and electronic (C, C+S) conductivities of the cathode layer,
+tortuosity factors, S|SE area, triple-phase-boundary density and connected sulfur, and writes
+effective_properties.json (see fem/effective.py for the conventions)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="output folder (default: results/<case name>, relative to the current folder)")
     p.add_argument("--check", action="store_true", help="only validate the case, print a summary and exit")
+    p.add_argument("--effective-properties", action="store_true",
+                   help="only compute the effective transport properties of the cathode layer's "
+                        "microstructure and write effective_properties.json")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p
 
@@ -49,6 +55,16 @@ def _summary(case: Case, out_dir: Path) -> str:
             f"  output: {out_dir}")
 
 
+def _effective_properties(case: Case, out_dir: Path) -> None:
+    from mpi4py import MPI
+
+    from fem.effective import OUTPUT_FILE, run_effective_properties, summary_lines
+
+    result = run_effective_properties(case, out_dir)
+    if MPI.COMM_WORLD.rank == 0:
+        print("\n".join(summary_lines(result) + [f"written: {out_dir / OUTPUT_FILE}"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -65,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"error: cannot load the solver (fem.simulation): {err}", file=sys.stderr)
             return 1
-        run(case, out_dir)
+        if args.effective_properties:
+            _effective_properties(case, out_dir)
+        else:
+            run(case, out_dir)
     except (CaseError, ProtocolError, FileNotFoundError) as err:
         if args.debug:
             traceback.print_exc()

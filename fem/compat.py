@@ -156,6 +156,53 @@ def xdmf_write_mesh_and_tags(xdmf, mesh, cell_tags, facet_tags) -> None:
     xdmf.write_meshtags(facet_tags)
 
 
+# --- scalar potential problems and mesh data (fem.effective) -----------------------------
+
+def cell_dof_array(V) -> np.ndarray:
+    """(local cells incl. ghosts, dofs per cell) local dof indices of a scalar space."""
+    return V.dofmap.list.array.reshape(-1, V.dofmap.dof_layout.num_dofs)
+
+
+def local_to_global_dofs(V, local: np.ndarray) -> np.ndarray:
+    return V.dofmap.index_map.local_to_global(np.asarray(local, dtype=np.int32))
+
+
+def num_dofs_global(V) -> int:
+    return V.dofmap.index_map.size_global * V.dofmap.index_map_bs
+
+
+def num_local_cells(mesh) -> int:
+    """Owned + ghost cells on this rank."""
+    im = mesh.topology.index_map(mesh.topology.dim)
+    return im.size_local + im.num_ghosts
+
+
+def cell_midpoints(mesh, cells: np.ndarray) -> np.ndarray:
+    return dolfinx.mesh.compute_midpoints(mesh, mesh.topology.dim, np.asarray(cells, dtype=np.int32))
+
+
+def set_cell_values(u: fem.Function, cells: np.ndarray, values: np.ndarray) -> None:
+    """Values of a DG0 function on local cells (through the dofmap), then update the ghosts."""
+    u.x.array[u.function_space.dofmap.list.array[cells]] = values
+    u.x.scatter_forward()
+
+
+def dirichlet_bc(g: fem.Function, dofs: np.ndarray) -> fem.DirichletBCMetaClass:
+    """u = g at the dofs (g in the solution's space)."""
+    return fem.dirichletbc(g, np.asarray(dofs, dtype=np.int32))
+
+
+def assemble_linear_system(a_form, L_form, bcs):
+    """(A, b) of a linear problem with Dirichlet rows set to the prescribed values."""
+    A = fem_petsc.assemble_matrix(a_form, bcs=bcs)
+    A.assemble()
+    b = fem_petsc.assemble_vector(L_form)
+    fem_petsc.apply_lifting(b, [a_form], bcs=[bcs])
+    b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+    fem_petsc.set_bc(b, bcs)
+    return A, b
+
+
 def boundary_facets(mesh) -> np.ndarray:
     """Local indices of the facets on the exterior boundary."""
     from dolfinx.mesh import exterior_facet_indices
