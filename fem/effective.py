@@ -272,7 +272,9 @@ class LayerAnalysis:
         Returns {"ratio", "percolating_fraction", "flux_in", "flux_out", "flux_balance_rel",
         "iterations"}; fluxes in relative units times um^(d-2).
         """
-        values = np.array([sigma_rel.get(int(p), 0.0) for p in self.phase]) * self.in_layer
+        table = np.zeros(max(tags.CELL_TAGS.values()) + 1)
+        table[list(sigma_rel)] = list(sigma_rel.values())
+        values = table[self.phase] * self.in_layer
         compat.set_cell_values(self.sigma, self.cells, values)
         kept, percolating = None, None
         if self.graph is not None:
