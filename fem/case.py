@@ -37,7 +37,9 @@ class CarbonSpec(PhaseSpec):
     radius_std_um: float = 0.0
     radius_min_um: float = 0.3
     kind: str = "fibres"  # "fibres" (chains) or "aggregates" (branched clusters)
-    segment_overlap: float = 0.5  # centre spacing along a chain, in units of the radius sum
+    # centre spacing along a chain, in units of the radius sum; above 0.5 so that second
+    # neighbours do not touch (tangent spheres make OpenCASCADE booleans crawl or fail)
+    segment_overlap: float = 0.75
 
 
 @dataclass
