@@ -1,4 +1,5 @@
-"""Command line: `python run_case.py CASE.toml [--out DIR] [--debug] [--check | --effective-properties]`."""
+"""Command line: `python run_case.py CASE.toml [--out DIR] [--debug] [--resume]
+[--check | --effective-properties | --fit DATA.csv [--fit-params NAMES]]`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import traceback
 from pathlib import Path
 
 from fem.case import Case, CaseError, load_case
+from fem.checkpoint import CheckpointError
+from fem.fitting import FitError
 from fem.protocol import ProtocolError
 
 DESCRIPTION = """\
@@ -36,6 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--effective-properties", action="store_true",
                    help="only compute the effective transport properties of the cathode layer's "
                         "microstructure and write effective_properties.json")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed or extended run from the checkpoint in the output folder "
+                        "(same mesh and number of MPI ranks); without it a run starts afresh")
+    p.add_argument("--fit", type=Path, metavar="DATA.csv",
+                   help="fit ageing parameters to a capacity-vs-cycle CSV (columns cycle, "
+                        "discharge_capacity_mAh_gS), then run the fitted case; writes fit.json")
+    p.add_argument("--fit-params", default="k_contact,k_sulfur_loss", metavar="NAMES",
+                   help="comma-separated parameters for --fit, of: k_contact, p_contact, k_sulfur_loss, "
+                        "k_deact, i0_ref_A_m2 (default: %(default)s)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p
 
@@ -65,6 +77,28 @@ def _effective_properties(case: Case, out_dir: Path) -> None:
         print("\n".join(summary_lines(result) + [f"written: {out_dir / OUTPUT_FILE}"]))
 
 
+def _fit(case: Case, data: Path, names: str, out_dir: Path) -> None:
+    from mpi4py import MPI
+
+    from fem.fitting import fit
+
+    report = fit(case, data, [n.strip() for n in names.split(",") if n.strip()], out_dir, MPI.COMM_WORLD)
+    if MPI.COMM_WORLD.rank == 0:
+        values = ", ".join(f"{k} = {v:.4g}" for k, v in report["parameters"].items())
+        print(f"fitted: {values}\nRMS relative error: surrogate {report['rms_relative_error_surrogate']:.4f}, "
+              f"real run {report['rms_relative_error_real_run']:.4f}\nwritten: {out_dir / 'fit.json'}")
+
+
+def _comparison(case: Case, out_dir: Path) -> None:
+    from mpi4py import MPI
+
+    from fem.comparison import markdown_table, run_comparison
+
+    results = run_comparison(case, out_dir, MPI.COMM_WORLD)
+    if MPI.COMM_WORLD.rank == 0:
+        print(markdown_table(results) + f"written: {out_dir / 'comparison.csv'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -83,9 +117,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if args.effective_properties:
             _effective_properties(case, out_dir)
+        elif args.fit:
+            _fit(case, args.fit, args.fit_params, out_dir)
+        elif case.comparison.catalysts:
+            _comparison(case, out_dir)
+        elif args.resume:
+            run(case, out_dir, resume=True)
         else:
             run(case, out_dir)
-    except (CaseError, ProtocolError, FileNotFoundError) as err:
+    except (CaseError, ProtocolError, FileNotFoundError, FitError, CheckpointError) as err:
         if args.debug:
             traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)

@@ -102,16 +102,15 @@ class Progress:
             print(flush=True)
 
 
-def run_protocol(problem: CellProblem, cycles: list[list[Step]], runner: StepRunner,
-                 recorder: Recorder, on_step_end: Callable[[int, int, Step, StepEnd], None]) -> float:
-    """Every step of every cycle in order; returns the final time."""
-    t = 0.0
-    recorder.last = problem.measure()
-    for cycle, steps in enumerate(cycles, start=1):
-        for index, step in enumerate(steps):
-            recorder.begin(cycle, index, step, t)
-            end = runner.run(step, t, recorder.last)
-            t = end.t_s
-            on_step_end(cycle, index, step, end)
-    recorder.progress.done()
+def run_cycle(problem: CellProblem, cycle: int, steps: list[Step], runner: StepRunner, recorder: Recorder,
+              on_step_end: Callable[[int, int, Step, StepEnd], None], t0_s: float) -> float:
+    """Every step of one cycle in order from time t0_s; returns the time at its end."""
+    t = t0_s
+    if recorder.last is None:
+        recorder.last = problem.measure()
+    for index, step in enumerate(steps):
+        recorder.begin(cycle, index, step, t)
+        end = runner.run(step, t, recorder.last)
+        t = end.t_s
+        on_step_end(cycle, index, step, end)
     return t

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
 
-from fem import __version__, compat, output, tags
+from fem import __version__, activation, checkpoint, compat, output, tags
 from fem.case import Case
 from fem.catalysts import load_library
-from fem.cycling import BALANCE_COLUMNS, Progress, Recorder, run_protocol
+from fem.cycling import BALANCE_COLUMNS, Progress, Recorder
+from fem.long_cycling import SLOW_COLUMNS, LongCycling
 from fem.mesh import CellMesh, load_mesh
 from fem.physics.problem import CellProblem
 from fem.protocol import parse_protocol, resolve_c_rates
 from fem.solver import NewtonSolver
 from fem.stepping import StepRunner
+
+MAX_SNAPSHOT_CYCLES = 10  # field maps at each end of discharge only in runs this short
 
 
 def prepare_mesh(case: Case, out_dir: Path, comm) -> tuple[Path, dict]:
@@ -59,14 +64,20 @@ def geometry_report(cell: CellMesh, problem: CellProblem, comm) -> dict:
     return {"volume_fractions": fractions, "connectivity": comm.bcast(connectivity, root=0)}
 
 
-def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD) -> dict:
-    """Run the case into out_dir; returns the summary (also written as summary.json)."""
+def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD, resume: bool = False) -> dict:
+    """Run the case into out_dir; returns the summary (also written as summary.json).
+
+    resume: continue from the checkpoint in out_dir (if any) instead of starting afresh.
+    """
     # cold JIT compiles log every compiler line through the root logger
     logging.getLogger().setLevel(logging.WARNING)
     wall0 = time.perf_counter()
     out_dir = Path(out_dir)
     if comm.rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            # a fresh run never leaves an older run's checkpoint to be resumed later
+            shutil.rmtree(out_dir / checkpoint.FOLDER, ignore_errors=True)
     comm.barrier()
 
     msh, generation = prepare_mesh(case, out_dir, comm)
@@ -75,11 +86,12 @@ def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD) -> dict:
     problem = CellProblem(cell, case, catalyst,
                           lambda F, J, u, bcs, c: NewtonSolver(F, J, u, bcs, c, case.solver))
     loading = problem.sulfur_loading_mg_cm2()
-    cycles = [resolve_c_rates(steps, problem.one_C_A_m2())
-              for steps in parse_protocol(case.protocol.steps, case.protocol.cycles, case.anode.U_an_V)]
+    steps = resolve_c_rates(parse_protocol(case.protocol.steps, 1, case.anode.U_an_V)[0], problem.one_C_A_m2())
 
+    n_cycles = case.protocol.cycles
+    previous_rows = _previous_rows(out_dir, comm) if resume else []
     writer = output.TimeSeriesWriter(out_dir / "timeseries.csv", extra_columns=BALANCE_COLUMNS, comm=comm)
-    progress = Progress(case.output.progress, comm, len(cycles), len(cycles[0]))
+    progress = Progress(case.output.progress, comm, n_cycles, len(steps))
     recorder = Recorder(problem, writer.append, progress)
     fields = _field_output(case, problem, out_dir)
     snapshots = []
@@ -87,25 +99,33 @@ def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD) -> dict:
     def on_step_end(cycle, index, step, end):
         if fields is not None:
             fields.write(end.t_s)
-        if step.kind == "discharge" and cell.dimension == 2 and case.output.plots:
+        if (step.kind == "discharge" and cell.dimension == 2 and case.output.plots
+                and n_cycles <= MAX_SNAPSHOT_CYCLES):
             from fem.fields_output import gather_triangulation
             snapshots.append((cycle, gather_triangulation(problem)))
 
+    engine = LongCycling(problem, case, catalyst, steps, StepRunner(problem, case.solver, recorder.on_accept),
+                         recorder, writer.rows, on_step_end, out_dir, comm)
+    resumed = engine.resume() if resume else None
+    for row in previous_rows:
+        if resumed is not None and row["cycle"] <= resumed:
+            writer.append(row)
     try:
-        run_protocol(problem, cycles, StepRunner(problem, case.solver, recorder.on_accept),
-                     recorder, on_step_end)
+        engine.run()
     finally:
         writer.close()
         if fields is not None:
             fields.close()
 
-    summaries = output.cycle_summaries(writer.rows, loading)
-    output.write_cycles_csv(out_dir / "cycles.csv", summaries, comm=comm)
+    cycle_rows = engine.cycle_rows()
+    output.write_cycles_csv(out_dir / "cycles.csv", cycle_rows, extra_columns=SLOW_COLUMNS, comm=comm)
+    if engine.activation_rows:
+        activation.write_csv(out_dir / "activation_energy.csv", engine.activation_rows, comm)
     summary = {
         "case": case.name,
-        "cycles": len(summaries),
-        "discharge_capacity_mAh_gS": [s["discharge_capacity_mAh_gS"] for s in summaries],
-        "charge_capacity_mAh_gS": [s["charge_capacity_mAh_gS"] for s in summaries],
+        "cycles": len(cycle_rows),
+        "discharge_capacity_mAh_gS": [s["discharge_capacity_mAh_gS"] for s in cycle_rows],
+        "charge_capacity_mAh_gS": [s["charge_capacity_mAh_gS"] for s in cycle_rows],
         "sulfur_loading_mg_cm2": loading,
         "one_C_mA_cm2": problem.to_mA_cm2(problem.one_C_A_m2()),
         "voltage_reference": "Li-In (add 0.62 V for Li/Li+)",
@@ -118,13 +138,26 @@ def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD) -> dict:
         "newton_iterations": problem.solver.total_iterations,
         "charge_balance_max_error_mA_cm2": problem.to_mA_cm2(recorder.max_balance_error_A_m2),
         "mpi_ranks": comm.size,
-        "wall_time_s": time.perf_counter() - wall0,
+        "wall_time_s": engine.wall_before_s + time.perf_counter() - wall0,
         "versions": _versions(),
+        "catalyst": catalyst.name,
+        "temperature_C": case.conditions.temperature_C,
+        "retention": engine.retention(cycle_rows),
+        "simulated_cycles": len(engine.fem),
+        "resumed_from_cycle": resumed,
+        "slow_state_final": asdict(engine.slow),
     }
     output.write_summary_json(out_dir / "summary.json", summary, comm=comm)
     if case.output.plots and comm.rank == 0:
-        _plots(case, out_dir, writer.rows, loading, snapshots)
+        _plots(case, out_dir, writer.rows, cycle_rows, loading, snapshots)
     return summary
+
+
+def _previous_rows(out_dir: Path, comm) -> list[dict]:
+    """The time series of an interrupted run (read before the new one replaces the file)."""
+    path = out_dir / "timeseries.csv"
+    rows = output.read_csv_rows(path) if comm.rank == 0 and path.is_file() else []
+    return comm.bcast(rows, root=0)
 
 
 def _field_output(case: Case, problem: CellProblem, out_dir: Path):
@@ -136,11 +169,13 @@ def _field_output(case: Case, problem: CellProblem, out_dir: Path):
     return writer
 
 
-def _plots(case: Case, out_dir: Path, rows, loading, snapshots):
+def _plots(case: Case, out_dir: Path, rows, cycle_rows, loading, snapshots):
     from fem import plots
 
     plots.voltage_capacity_plot(rows, loading, out_dir / "voltage.png", title=case.name,
                                 U_an_V=case.anode.U_an_V)
+    if len(cycle_rows) > 1:
+        plots.retention_plot(cycle_rows, out_dir / "retention.png", title=case.name)
     panels = []
     for cycle, tri in snapshots:
         for name, label, cmap in (("phi_e", "phi_e (V)", "viridis"), ("x", "lithiation x (-)", "magma")):

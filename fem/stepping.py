@@ -8,15 +8,24 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from petsc4py import PETSc
 
 from fem.case import SolverConfig
 from fem.physics.problem import CellProblem, Measurement
 from fem.physics.spaces import X
 from fem.protocol import Step
+from fem.solver import NewtonSolver
 
 GROWTH_MAX = 2.0  # largest growth of dt from one step to the next
 SHRINK_ON_FAILURE = 0.25
 DI_REL_TARGET = 0.2  # relative current change per step under voltage control
+# P1 lithiation may leave [0, 1] slightly at a steep front (the OCV's linear continuation
+# pushes it back); a step that goes further is rejected
+X_OVERSHOOT = 0.02
+RAMP_FRACTIONS = (1 / 64, 1 / 16, 1 / 4, 1 / 2)  # soft start of a current step
+SOFT_START_AFTER = SHRINK_ON_FAILURE ** 2  # ... once its first step has failed twice
+BALANCE_TOL_REL = 1e-4  # an accepted step balances the cell's currents to this fraction ...
+BALANCE_FLOOR_A_M2 = 0.01  # ... of |I| or of this, whichever is larger
 
 
 class SimulationError(RuntimeError):
@@ -53,7 +62,7 @@ class StepRunner:
         self._apply_control(step)
         cfg = self.config
         t, dt, elapsed = t0_s, cfg.dt_initial_s, 0.0
-        first = True
+        first, ramped = True, False
         while True:
             dt = min(dt, cfg.dt_max_s)
             if step.duration_s is not None:
@@ -61,6 +70,10 @@ class StepRunner:
             converged, iterations, m = self._try(dt)
             if not converged:
                 dt *= SHRINK_ON_FAILURE
+                if first and not ramped and step.current_A_m2 and dt <= cfg.dt_initial_s * SOFT_START_AFTER:
+                    t, elapsed, previous = self._soft_start(step, t, elapsed)
+                    dt, ramped = cfg.dt_initial_s, True
+                    continue
                 if dt < cfg.dt_min_s:
                     raise SimulationError(
                         f"Newton did not converge at t = {t:.1f} s in '{step.text}' even with "
@@ -81,6 +94,23 @@ class StepRunner:
             dt = self._next_dt(dt, iterations, previous, m, dx, ignore_voltage=first)
             previous, first = m, False
 
+    def _soft_start(self, step: Step, t: float, elapsed: float):
+        """Reach a current that Newton cannot take from rest in one go (a slow catalyst needs
+        a large overpotential at once) through accepted sub-steps at RAMP_FRACTIONS of it,
+        each 10 dt_min_s long, so the charge they pass is negligible."""
+        dt = 10 * self.config.dt_min_s
+        for fraction in RAMP_FRACTIONS:
+            self.problem.set_current(fraction * step.current_A_m2)
+            converged, iterations, m = self._try(dt)
+            if not converged:
+                raise SimulationError(f"Newton did not converge at t = {t:.1f} s in '{step.text}' "
+                                      f"even at {fraction:g} of the current")
+            self.problem.accept()
+            t, elapsed = t + dt, elapsed + dt
+            self.on_accept(step, Accepted(t, dt, iterations, m))
+        self.problem.set_current(step.current_A_m2)
+        return t, elapsed, m
+
     # --- controls and cut-offs ------------------------------------------------------------
 
     def _apply_control(self, step: Step):
@@ -90,8 +120,47 @@ class StepRunner:
             self.problem.set_current(step.current_A_m2 if step.kind != "rest" else 0.0)
 
     def _try(self, dt):
-        converged, iterations = self.problem.solve(dt)
-        return converged, iterations, (self.problem.measure() if converged else None)
+        try:
+            converged, iterations = self.problem.solve(dt)
+        except PETSc.Error:
+            # a too-long step can leave NaN in the Jacobian and break MUMPS for good: a failed
+            # attempt like any other, retried with a shorter dt by a fresh solver
+            self._renew_solver()
+            return False, 0, None
+        if not converged:
+            # a diverging iterate (NaN, failed LU factorisation) can leave the solver unusable
+            self._renew_solver()
+        if converged and not self._x_in_range():
+            # a long step overshoots the steep ends of U(x) far into their linear continuation:
+            # the next step cannot start from there
+            self.problem.u.x.array[:] = self.problem.u_n.x.array
+            converged = False
+        m = self.problem.measure() if converged else None
+        if m is not None and not self._balanced(m):
+            # Newton's relative test can pass from a wild first guess (a huge initial residual)
+            # while the charge does not balance: such a state must not be accepted
+            self._renew_solver()
+            return False, iterations, None
+        return converged, iterations, m
+
+    @staticmethod
+    def _balanced(m: Measurement) -> bool:
+        scale = max(abs(m.I_A_m2), BALANCE_FLOOR_A_M2)
+        worst = max(abs(m.I_reaction_A_m2 - m.I_A_m2), abs(m.I_collector_A_m2 - m.I_A_m2),
+                    abs(m.I_storage_A_m2 - m.I_A_m2))
+        return worst <= BALANCE_TOL_REL * scale  # NaN fails too
+
+    def _x_in_range(self) -> bool:
+        x = self.problem.u.x.array[self._x_dofs]
+        local = bool(np.all((x > -X_OVERSHOOT) & (x < 1.0 + X_OVERSHOOT)))
+        return self.problem.comm.allreduce(local, op=_mpi_land())
+
+    def _renew_solver(self):
+        p, old = self.problem, self.problem.solver
+        p.u.x.array[:] = p.u_n.x.array
+        p.solver = NewtonSolver(p.F_form, p.J_form, p.u, p.bcs, p.comm, self.config)
+        p.solver.total_iterations = old.total_iterations
+        old.destroy()
 
     @staticmethod
     def _crossed(step: Step, m: Measurement) -> bool:
@@ -159,6 +228,11 @@ class StepRunner:
         if iterations > cfg.max_newton_iterations // 2:
             factors.append(0.5)
         return dt * max(0.9 * min(factors), 0.2)
+
+
+def _mpi_land():
+    from mpi4py import MPI
+    return MPI.LAND
 
 
 def _mpi_max():
