@@ -19,6 +19,7 @@ from fem.solver import NewtonSolver
 GROWTH_MAX = 2.0  # largest growth of dt from one step to the next
 SHRINK_ON_FAILURE = 0.25
 DI_REL_TARGET = 0.2  # relative current change per step under voltage control
+LANDING_DT_FLOOR_S = 1e-9  # the cut-off bracket may shrink to this before giving up
 # P1 lithiation may leave [0, 1] slightly at a steep front (the OCV's linear continuation
 # pushes it back); a step that goes further is rejected
 X_OVERSHOOT = 0.02
@@ -201,7 +202,8 @@ class StepRunner:
                 hi, g_hi, g_lo = dt, gap(m), g_lo * 0.5
             else:
                 lo, g_lo, g_hi = dt, gap(m), g_hi * 0.5
-            if hi - lo < self.config.dt_min_s:
+            # not dt_min_s: near the end of a discharge V can fall by more than 1 mV per ms
+            if hi - lo < LANDING_DT_FLOOR_S:
                 break
         # the bracket collapsed: take the crossing step closest to the cut-off
         dt, iterations, m = best

@@ -13,8 +13,9 @@ from conftest import small_case
 from fem.materials import c_max_mol_m3, theoretical_capacity_mAh_g
 from fem.simulation import run
 
-SHORT = ["Discharge at 1 mA/cm2 for 10 minutes", "Rest for 2 minutes",
-         "Charge at 2 mA/cm2 for 3 minutes", "Hold at 1.75 V for 2 minutes"]
+# a cut-off followed by a rest is the hardest Newton start (stiff relaxation after a tiny dt)
+SHORT = ["Discharge at 1 mA/cm2 for 10 minutes", "Discharge at 3 mA/cm2 until 0.6 V",
+         "Rest for 2 minutes", "Charge at 2 mA/cm2 for 3 minutes", "Hold at 1.55 V for 2 minutes"]
 
 
 def read_rows(path):
@@ -36,15 +37,17 @@ def test_charge_balance_every_step(shared_tmp):
         scale = max(abs(r["I_mA_cm2"]), 1e-3)
         for column in ("I_reaction_mA_cm2", "I_collector_mA_cm2", "I_storage_mA_cm2"):
             assert abs(r[column] - r["I_mA_cm2"]) <= 1e-6 * scale, (column, r)
+    cutoff_end = [r for r in rows if r["step"] == 1][-1]
+    assert abs(cutoff_end["V_vs_LiIn_V"] - 0.6) <= 1e-3  # landed on the cut-off within 1 mV
     hold = [r for r in solved if r["step_kind"] == "hold"]
-    assert all(abs(r["V_vs_LiIn_V"] - 1.75) < 1e-12 for r in hold)
-    assert hold[0]["I_mA_cm2"] < 0  # 1.75 V is above the OCV: the hold charges
+    assert all(abs(r["V_vs_LiIn_V"] - 1.55) < 1e-12 for r in hold)
+    assert hold[0]["I_mA_cm2"] < 0  # 1.55 V is above the OCV of the discharged cell: the hold charges
     assert summary["charge_balance_max_error_mA_cm2"] < 1e-6
 
 
 @pytest.mark.mpi
 def test_fields_h5_holds_every_field_at_every_output_time(shared_tmp):
-    case = small_case("tiny_2d.msh", SHORT[:2])
+    case = small_case("tiny_2d.msh", [SHORT[0], SHORT[2]])
     run(case, shared_tmp)
     if MPI.COMM_WORLD.rank != 0:
         return
