@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from fem.case import CarbonSpec, GeometryConfig, PhaseSpec
-from fem.geometry.percolation import MAX_VOXELS, VoxelGrid
+from fem.geometry.percolation import VoxelGrid
 
 PHASES = ("S", "C", "void")
 PRIORITY = {"void": 1, "S": 2, "C": 3}  # SE = 0 is the matrix
@@ -93,18 +94,23 @@ class Packing:
 
         points_um: (N, 2) or (N, 3); in 2D a third (zero) column is ignored. Carbon particles
         are taken whole (their cut by the layer faces is ignored). +inf when there is no carbon.
+        Exact: a k-d tree gives the nearest centres, brute force settles the rare doubtful points.
         """
         pts = np.asarray(points_um, dtype=float)[:, : self.dimension]
         centers, radii = self.centers_um("C"), self.radii_um("C")
-        out = np.full(len(pts), np.inf)
         if len(radii) == 0:
-            return out
-        c2 = np.einsum("ij,ij->i", centers, centers)
+            return np.full(len(pts), np.inf)
+        # the k nearest centres decide unless a farther, larger particle could be closer
+        k = min(8, len(radii))
+        dist, idx = cKDTree(centers).query(pts, k=k)
+        dist, idx = dist.reshape(len(pts), k), idx.reshape(len(pts), k)
+        out = (dist - radii[idx]).min(axis=1)
+        unsure = np.nonzero(out > dist[:, -1] - radii.max())[0] if k < len(radii) else []
         chunk = max(1, 2_000_000 // len(radii))  # bounds the (chunk x n_carbon) work array
-        for i0 in range(0, len(pts), chunk):
-            p = pts[i0 : i0 + chunk]
-            d2 = np.einsum("ij,ij->i", p, p)[:, None] + c2[None, :] - 2.0 * p @ centers.T
-            out[i0 : i0 + chunk] = (np.sqrt(np.maximum(d2, 0.0)) - radii).min(axis=1)
+        for i0 in range(0, len(unsure), chunk):
+            sel = unsure[i0 : i0 + chunk]
+            d = np.linalg.norm(pts[sel, None, :] - centers[None], axis=2)
+            out[sel] = (d - radii).min(axis=1)
         return np.maximum(out, 0.0)
 
 
@@ -214,8 +220,7 @@ class _Generator:
         self.tips: list[tuple[int, np.ndarray]] = []
         self.seeds = self.failed_seeds = 0
         self.layer = layer
-        voxel = max((layer / _GEN_VOXELS[self.d]) ** (1 / self.d), (layer / MAX_VOXELS[self.d]) ** (1 / self.d))
-        self.grid = VoxelGrid(self.box, self.s, voxel)
+        self.grid = VoxelGrid(self.box, self.s, (layer / _GEN_VOXELS[self.d]) ** (1 / self.d))
 
     # -- bookkeeping
     def run(self) -> Packing:
@@ -486,8 +491,6 @@ class _Generator:
         target = spec.volume_fraction
         if target <= 0:
             return
-        carbon = np.nonzero(self.prio == PRIORITY["C"])[0]
-        attach = attach and len(carbon) > 0
         fails = 0
         se_before = None
         while True:
@@ -499,8 +502,7 @@ class _Generator:
             r = _truncated_normal(self.rng, spec)
             if self._volume(r) > deficit:
                 r = max(spec.radius_min_um, self._radius_for(deficit))
-            on_carbon = attach and fails < 300
-            c = self._on_carbon(r, carbon) if on_carbon else self._anywhere()
+            c = self._candidate(r, phase, attach, fails)
             if c is None or self._sliver(c, r, phase) or self._bad_overlap(c, r, phase):
                 fails += 1
                 continue
@@ -518,14 +520,26 @@ class _Generator:
             se_before = se_after
             fails = 0
 
-    def _on_carbon(self, r: float, carbon: np.ndarray):
-        """Centre where a particle of radius r overlaps the carbon by exactly contact_overlap_um."""
-        k = carbon[self.rng.integers(len(carbon))]
+    def _candidate(self, r: float, phase: str, attach: bool, fails: int):
+        """A centre on the carbon (contact overlap) while that keeps failing, then on a particle
+        of the same phase (a fused S cluster conducts), then anywhere."""
+        if attach:
+            carbon = np.nonzero(self.prio == PRIORITY["C"])[0]
+            same = np.nonzero(self.prio == PRIORITY[phase])[0]
+            if fails < 300 and len(carbon):
+                return self._touching(r, carbon, self.geo.contact_overlap_um)
+            if fails < 600 and len(same):
+                return self._touching(r, same, 2 * self.gap)
+        return self._anywhere()
+
+    def _touching(self, r: float, pool: np.ndarray, depth_target: float):
+        """Centre where a particle of radius r overlaps the pool particles by at most
+        depth_target, reached at a random pool particle in a random direction."""
+        k = pool[self.rng.integers(len(pool))]
         u = self._random_unit()
-        depth_target = self.geo.contact_overlap_um
         t = self.radii[k] + r - depth_target
-        cc, rc = self.centers[carbon], self.radii[carbon]
-        for _ in range(20):  # move outwards until the deepest carbon overlap is the contact depth
+        cc, rc = self.centers[pool], self.radii[pool]
+        for _ in range(20):  # move outwards until the deepest overlap is the target depth
             c = self.centers[k] + t * u
             excess = np.max(r + rc - np.linalg.norm(cc - c, axis=1)) - depth_target
             if excess < 1e-3 * self.gap:
