@@ -20,9 +20,6 @@ GROWTH_MAX = 2.0  # largest growth of dt from one step to the next
 SHRINK_ON_FAILURE = 0.25
 DI_REL_TARGET = 0.2  # relative current change per step under voltage control
 LANDING_DT_FLOOR_S = 1e-9  # the cut-off bracket may shrink to this before giving up
-# P1 lithiation may leave [0, 1] slightly at a steep front (the OCV's linear continuation
-# pushes it back); a step that goes further is rejected
-X_OVERSHOOT = 0.02
 RAMP_FRACTIONS = (1 / 64, 1 / 16, 1 / 4, 1 / 2)  # soft start of a current step
 SOFT_START_AFTER = SHRINK_ON_FAILURE ** 2  # ... once its first step has failed twice
 BALANCE_TOL_REL = 1e-4  # an accepted step balances the cell's currents to this fraction ...
@@ -131,11 +128,6 @@ class StepRunner:
         if not converged:
             # a diverging iterate (NaN, failed LU factorisation) can leave the solver unusable
             self._renew_solver()
-        if converged and not self._x_in_range():
-            # a long step overshoots the steep ends of U(x) far into their linear continuation:
-            # the next step cannot start from there
-            self.problem.u.x.array[:] = self.problem.u_n.x.array
-            converged = False
         m = self.problem.measure() if converged else None
         if m is not None and not self._balanced(m):
             # Newton's relative test can pass from a wild first guess (a huge initial residual)
@@ -151,16 +143,16 @@ class StepRunner:
                     abs(m.I_storage_A_m2 - m.I_A_m2))
         return worst <= BALANCE_TOL_REL * scale  # NaN fails too
 
-    def _x_in_range(self) -> bool:
-        x = self.problem.u.x.array[self._x_dofs]
-        local = bool(np.all((x > -X_OVERSHOOT) & (x < 1.0 + X_OVERSHOOT)))
-        return self.problem.comm.allreduce(local, op=_mpi_land())
-
     def _renew_solver(self):
         p, old = self.problem, self.problem.solver
         p.u.x.array[:] = p.u_n.x.array
         p.solver = NewtonSolver(p.F_form, p.J_form, p.u, p.bcs, p.comm, self.config)
         p.solver.total_iterations = old.total_iterations
+        # PETSc's options database is bounded: the old solver's prefixed options go with it
+        prefix = old.snes.getOptionsPrefix()
+        options = PETSc.Options()
+        for key in [k for k in options.getAll() if k.startswith(prefix)]:
+            options.delValue(key)
         old.destroy()
 
     @staticmethod
@@ -187,7 +179,9 @@ class StepRunner:
 
         lo, g_lo = 0.0, gap(previous)
         hi, g_hi = dt_hi, gap(m_hi)
-        best = (dt_hi, None, m_hi)
+        u = self.problem.u.x.array
+        # the state of the best crossing step is kept: solving it again may not converge
+        best = (dt_hi, 0, m_hi, u.copy())
         for _ in range(60):
             dt = hi - g_hi * (hi - lo) / (g_hi - g_lo) if g_hi != g_lo else 0.5 * (lo + hi)
             dt = min(max(dt, lo + 0.01 * (hi - lo)), hi - 0.01 * (hi - lo))
@@ -196,9 +190,9 @@ class StepRunner:
                 hi, g_hi = dt, g_hi  # treat as beyond: shrink the bracket from above
                 continue
             if self._crossed(step, m):
-                best = (dt, iterations, m)
+                best = (dt, iterations, m, u.copy())
                 if self._within_tolerance(step, m):
-                    return best
+                    return dt, iterations, m
                 hi, g_hi, g_lo = dt, gap(m), g_lo * 0.5
             else:
                 lo, g_lo, g_hi = dt, gap(m), g_hi * 0.5
@@ -206,8 +200,9 @@ class StepRunner:
             if hi - lo < LANDING_DT_FLOOR_S:
                 break
         # the bracket collapsed: take the crossing step closest to the cut-off
-        dt, iterations, m = best
-        converged, iterations, m = self._try(dt)
+        dt, iterations, m, u_best = best
+        u[:] = u_best
+        self.problem.dt.value = dt  # accept() records the step length from it
         return dt, iterations, m
 
     # --- step-size control ----------------------------------------------------------------
@@ -230,11 +225,6 @@ class StepRunner:
         if iterations > cfg.max_newton_iterations // 2:
             factors.append(0.5)
         return dt * max(0.9 * min(factors), 0.2)
-
-
-def _mpi_land():
-    from mpi4py import MPI
-    return MPI.LAND
 
 
 def _mpi_max():
