@@ -29,7 +29,7 @@ from dolfinx import fem
 from mpi4py import MPI
 
 from fem import compat, tags
-from fem.case import Case, Conditions, Kinetics, Materials, SolverConfig
+from fem.case import Anode, Case, Conditions, Kinetics, Materials, SolverConfig
 from fem.catalysts import Catalyst
 from fem.constants import F, UM
 from fem.mesh import load_mesh
@@ -55,7 +55,8 @@ MATERIALS = Materials(kappa_SE_S_m=0.3, sigma_C_S_m=3.0, sigma_S_S_m=1.0, D_S_m2
 CATALYST = Catalyst("manufactured", i0_ref_A_m2=1e3, Ea_kJ_mol=0.0, k_deact=0.0,
                     dEa_deact_kJ_mol=0.0, buffering=1.0)
 DT_S = 1.0
-I_APP_A_M2 = 30.0
+I_APP_A_M2 = 30.0  # galvanostatic anode
+V_SET_V = 1.55  # potentiostatic anode: eta_an = -V_SET - phi_e - U_an spans about 0.03 +- 0.04 V
 SOLVER = SolverConfig(newton_rtol=1e-12, newton_atol=1e-10, max_newton_iterations=40)
 SOURCE_DEGREE = {2: 6, 3: 4}  # quadrature of the smooth manufactured data
 ERROR_DEGREE = {2: 6, 3: 4}
@@ -77,7 +78,8 @@ class Manufactured:
 
 
 def mms_case(mesh_file: Path) -> Case:
-    case = Case(name="mms", materials=MATERIALS, kinetics=Kinetics(w_min=1.0),
+    # the anode exchange current as strong as the cathode's, so the Robin (CV) term counts
+    case = Case(name="mms", materials=MATERIALS, kinetics=Kinetics(w_min=1.0), anode=Anode(i0_an_A_m2=1e3),
                 conditions=Conditions(initial_lithiation=0.3), solver=SOLVER)
     case.geometry.mesh_file = Path(mesh_file)
     return case
@@ -92,6 +94,14 @@ def dg0(cell, values: dict[int, float]) -> fem.Function:
         u.x.array[compat.cell_dofs(W, ct.indices[ct.values == phase])] = value
     compat.scatter_forward(u)  # ghost cells take their owners' values
     return u
+
+
+def anode_current_exact(problem: CellProblem, phi_e):
+    """MODEL.md section 5 at the exact phi_e: i_app (CC) or Butler-Volmer at phi_an (CV)."""
+    an = problem.case.anode
+    eta_an = problem.phi_an - phi_e - an.U_an_V
+    i_bv = an.i0_an_A_m2 * (ufl.exp(an.alpha * problem.f * eta_an) - ufl.exp(-(1.0 - an.alpha) * problem.f * eta_an))
+    return problem.galvanostatic * problem.i_app + (1.0 - problem.galvanostatic) * i_bv
 
 
 def butler_volmer_exact(problem: CellProblem, phi_e, phi_s, x):
@@ -136,8 +146,9 @@ def manufactured_residual(exact: Manufactured):
         i_ex = butler_volmer_exact(problem, phi_e, phi_s, x)("+")
         dS12 = dS(tags.S_SE)
         return (
-            # SE: -div(kappa grad phi_e) = 0, i_ex enters at S|SE, i_app at the anode
-            flux_balance(phi_e, k_e, v_e) + i_ex * v_e("+") * dS12 + problem.i_app * v_e * ds(tags.ANODE)
+            # SE: -div(kappa grad phi_e) = 0, i_ex enters at S|SE, i_an at the anode
+            flux_balance(phi_e, k_e, v_e) + i_ex * v_e("+") * dS12
+            + anode_current_exact(problem, phi_e) * v_e * ds(tags.ANODE)
             # C, S: -div(sigma grad phi_s) = 0, i_ex leaves S at S|SE
             + flux_balance(phi_s, k_s, v_s) - i_ex * v_s("+") * dS12
             # S: (x - x_n)/dt = div(D grad x), outward Li flux i_ex/(F c_max) at S|SE
@@ -179,13 +190,17 @@ def field_errors(problem: CellProblem, exact: Manufactured) -> dict:
     return out
 
 
-def solve_manufactured(msh_path: Path, dim: int, comm) -> dict:
-    """One MMS solve on a mesh: errors per field, Newton iterations, mesh size."""
+def solve_manufactured(msh_path: Path, dim: int, comm, anode: str = "galvanostatic") -> dict:
+    """One MMS solve on a mesh: errors per field, Newton iterations, mesh size. anode:
+    "galvanostatic" (uniform i_app) or "potentiostatic" (Butler-Volmer Robin at -V_set)."""
     cell = load_mesh(msh_path, comm)
     exact = Manufactured(dim, cell.packing.box_um[0])
     problem = CellProblem(cell, mms_case(msh_path), CATALYST, _newton,
                           extra_residual=manufactured_residual(exact))
-    problem.set_current(I_APP_A_M2)
+    if anode == "galvanostatic":
+        problem.set_current(I_APP_A_M2)
+    else:
+        problem.set_voltage(V_SET_V)
     set_exact_lithiation(problem, exact)
     converged, iterations = problem.solve(DT_S)
     if not converged:
@@ -212,7 +227,7 @@ def fitted_rate(h: list[float], e: list[float]) -> float:
     return float(np.polyfit(np.log(h), np.log(e), 1)[0])
 
 
-def run_mms(dim: int, workdir: Path, sizes=None, comm=MPI.COMM_WORLD) -> dict:
+def run_mms(dim: int, workdir: Path, sizes=None, comm=MPI.COMM_WORLD, anode: str = "galvanostatic") -> dict:
     """The MMS study on meshes of sizes h (um): errors, consecutive rates and fitted rates."""
     sizes = list(sizes or SIZES[dim])
     geo = GEOMETRY[dim]
@@ -221,14 +236,14 @@ def run_mms(dim: int, workdir: Path, sizes=None, comm=MPI.COMM_WORLD) -> dict:
         t0 = time.perf_counter()
         msh = Path(workdir) / f"mms_{dim}d_h{h:g}.msh"
         build_on_root(comm, msh, geo["box"], geo["separator"], geo["shapes"], h)
-        levels.append({"h_um": h, **solve_manufactured(msh, dim, comm),
+        levels.append({"h_um": h, **solve_manufactured(msh, dim, comm, anode),
                        "seconds": time.perf_counter() - t0})
     volume = float(np.prod(geo["box"]))
     h_eff = [effective_h(volume, lv["cells"], dim) for lv in levels]
     for lv, h in zip(levels, h_eff):
         lv["h_eff_um"] = h
     errors = {(n, norm): [lv["errors"][n][norm] for lv in levels] for n in FIELD_NAMES for norm in ("L2", "H1")}
-    return {"dim": dim, "levels": levels,
+    return {"dim": dim, "anode": anode, "levels": levels,
             "rates": {f"{n}_{norm}": observed_rates(h_eff, e) for (n, norm), e in errors.items()},
             "rate_L2": {n: fitted_rate(h_eff, errors[n, "L2"]) for n in FIELD_NAMES},
             "rate_H1": {n: fitted_rate(h_eff, errors[n, "H1"]) for n in FIELD_NAMES}}
