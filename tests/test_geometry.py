@@ -22,9 +22,9 @@ def small_2d(seed=1, **kw) -> GeometryConfig:
     return GeometryConfig(**(base | kw))
 
 
-def small_3d(seed=1) -> GeometryConfig:
+def small_3d(seed=1, kind="fibres") -> GeometryConfig:
     return GeometryConfig(dimension=3, separator_um=2.0, thickness_um=8.0, width_um=6.0, seed=seed,
-                          sulfur=PhaseSpec(0.28, 1.5, 0.3, 0.8), carbon=CarbonSpec(radius_mean_um=0.5))
+                          sulfur=PhaseSpec(0.28, 1.5, 0.3, 0.8), carbon=CarbonSpec(radius_mean_um=0.5, kind=kind))
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,9 @@ def test_percolation_2d_generated():
     assert c["S_active"] > 0.75
 
 
-def test_percolation_3d_generated():
-    packing = generate_packing(small_3d())
+@pytest.mark.parametrize("kind", ["fibres", "aggregates"])
+def test_percolation_3d_generated(kind):
+    packing = generate_packing(small_3d(kind=kind))
     fractions = volume_fractions(packing)
     assert abs(fractions["S"] - 0.28) < 0.01 and abs(fractions["C"] - 0.20) < 0.01
     c = connectivity(packing)

@@ -395,7 +395,8 @@ class _Generator:
                 continue  # sticking pulled it off its parent
             if not self._inside_lateral(c) or c[0] > self.box[0] - 0.5 * r or c[0] < self.s:
                 continue
-            if self._sliver(c, r, "C") or self._bad_overlap(c, r, "C") or self._blocks_channel(c, r, parent):
+            if self._crowded(c, spacing) or self._sliver(c, r, "C") or self._bad_overlap(c, r, "C") \
+                    or self._blocks_channel(c, r, parent):
                 continue
             i = self._add(c, r, "C")
             self.grid.paint(c, r, "C")
@@ -406,6 +407,12 @@ class _Generator:
             self.members[self.fibre_of[i]].append(i)
             return i, _unit(c - self.centers[parent])
         return None
+
+    def _crowded(self, c: np.ndarray, spacing: float) -> bool:
+        """A new chain particle closer to some carbon centre than to its parent would add little
+        volume (aggregates would densify instead of branching)."""
+        carbon = self.prio == PRIORITY["C"]
+        return bool(np.any(np.linalg.norm(self.centers[carbon] - c, axis=1) < 0.99 * spacing))
 
     def _stick_to_sulfur(self, c: np.ndarray, r: float) -> np.ndarray:
         """Move a carbon candidate near an S particle onto it, at the contact overlap depth."""
