@@ -9,7 +9,7 @@ from mpi4py import MPI
 
 from fem import tags
 from fem.case import CarbonSpec, GeometryConfig, MeshConfig, PhaseSpec
-from fem.geometry.packing import Packing, Particle, generate_packing
+from fem.geometry.packing import Packing, Particle, generate_packing, near_tangencies
 from fem.geometry.percolation import connectivity, volume_fractions
 
 MESHES = Path(__file__).resolve().parents[1] / "meshes"
@@ -150,24 +150,22 @@ def test_distance_to_carbon():
 
 
 def test_generated_packing_has_no_slivers():
-    """Every pair of surfaces and every surface and face either cross by min_gap/2 or keep
-    min_gap apart, unless the near-tangency lies inside a third particle winning both sides."""
     geo = small_2d(seed=2)
-    packing = generate_packing(geo)
-    gap = geo.min_gap_um
-    c, r = packing.centers_um(), packing.radii_um()
-    prio = np.array([{"void": 1, "S": 2, "C": 3}[p.phase] for p in packing.particles])
-    dist = np.linalg.norm(c[:, None] - c[None], axis=2)
-    depth = r[:, None] + r[None] - dist
-    for i, j in zip(*np.nonzero((depth > -gap) & (depth < 0.5 * gap))):
-        if i < j:
-            p = c[i] + r[i] * (c[j] - c[i]) / dist[i, j]
-            hidden = (np.linalg.norm(c - p, axis=1) <= r - gap) & (prio >= min(prio[i], prio[j]))
-            hidden[[i, j]] = False
-            assert hidden.any(), (i, j, depth[i, j])
-    for axis, pos in [(0, geo.separator_um), (0, packing.box_um[0]), (1, 0.0), (1, packing.box_um[1])]:
-        face_depth = r - np.abs(c[:, axis] - pos)
-        assert not np.any((face_depth > -gap) & (face_depth < 0.5 * gap)), (axis, pos)
+    assert near_tangencies(generate_packing(geo), geo.min_gap_um) == []
+    assert near_tangencies(generate_packing(small_3d(seed=2)), geo.min_gap_um) == []
+
+
+def test_near_tangencies_found():
+    gap = 0.1
+    tangent = [Particle("S", (10.0, 5.0), 1.0), Particle("C", (12.02, 5.0), 1.0)]  # 0.02 apart
+    grazing = [Particle("S", (10.0, 1.03), 1.0)]  # 0.03 inside the lateral face y=0
+    issues = near_tangencies(Packing(2, (20.0, 10.0), 5.0, tangent + grazing), gap)
+    assert len(issues) == 2 and "particles 0 and 1" in issues[0] and "particle 2" in issues[1]
+    # the same tangency inside a third C particle is hidden; crossing by 0.2 is a clean contact
+    cover = Particle("C", (11.01, 5.0), 0.8)
+    assert near_tangencies(Packing(2, (20.0, 10.0), 5.0, tangent + [cover]), gap) == []
+    contact = [Particle("S", (10.0, 5.0), 1.0), Particle("C", (11.8, 5.0), 1.0)]
+    assert near_tangencies(Packing(2, (20.0, 10.0), 5.0, contact), gap) == []
 
 
 @pytest.mark.mpi
@@ -209,3 +207,17 @@ def test_reference_mesh_reloads_with_same_measures(name, gdim):
     for phase in ("S", "C"):
         fraction = measures[(gdim, tags.CELL_TAGS[phase])] / packing.layer_volume_um
         assert abs(fraction - packing.meta["target_fractions"][phase]) < 0.02, (phase, fraction)
+
+
+def test_cli_reads_geometry_table(tmp_path):
+    from fem.geometry.__main__ import geometry_from_toml
+
+    path = tmp_path / "g.toml"
+    path.write_text('[geometry]\ndimension = 3\nseed = 7\n[geometry.carbon]\nkind = "aggregates"\n'
+                    '[geometry.mesh]\nsize_min_um = 0.3\n')
+    geo = geometry_from_toml(path)
+    assert (geo.dimension, geo.seed, geo.carbon.kind, geo.mesh.size_min_um) == (3, 7, "aggregates", 0.3)
+    assert geo.carbon.volume_fraction == 0.20 and geo.sulfur.volume_fraction == 0.28  # defaults kept
+    path.write_text("[geometry]\nthickness = 3\n")
+    with pytest.raises(SystemExit, match="unknown keys"):
+        geometry_from_toml(path)

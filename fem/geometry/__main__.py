@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tomllib
 from dataclasses import fields
 from pathlib import Path
 
 from fem.case import CarbonSpec, GeometryConfig, MeshConfig, PhaseSpec
 from fem.geometry.builder import build_mesh
-from fem.geometry.packing import Packing, generate_packing
+from fem.geometry.packing import Packing, generate_packing, near_tangencies
 from fem.geometry.percolation import connectivity
 
 # flag -> (sub-table or None, field)
@@ -81,6 +82,8 @@ def main(argv=None) -> None:
         if value is not None:
             setattr(getattr(geo, sub) if sub else geo, name, value)
     packing = Packing.from_json(geo.particles_file) if geo.particles_file else generate_packing(geo)
+    for issue in near_tangencies(packing, geo.min_gap_um):
+        print(f"warning: nearly tangent, expect slivers: {issue}", file=sys.stderr)
     result = build_mesh(packing, geo.mesh, args.out, verbose=args.verbose)
     targets = {"S": geo.sulfur.volume_fraction, "C": geo.carbon.volume_fraction, "void": geo.void.volume_fraction}
     report = {"mesh": str(args.out), "particles": len(packing.particles), "target_fractions": targets}

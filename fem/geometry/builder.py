@@ -16,7 +16,7 @@ import numpy as np
 
 from fem import tags
 from fem.case import MeshConfig
-from fem.geometry.packing import Packing
+from fem.geometry.packing import Packing, near_tangencies
 
 _ORDER = ("C", "S", "void")  # priority, highest first
 
@@ -34,7 +34,12 @@ def build_mesh(packing: Packing, mesh: MeshConfig, msh_path: Path, verbose: bool
     try:
         _set_options(verbose, packing.dimension)
         gmsh.model.add("cathode")
-        phase_of = _build_geometry(packing)
+        try:
+            phase_of = _build_geometry(packing)
+        except Exception as err:  # gmsh raises bare Exception with OpenCASCADE's message
+            issues = near_tangencies(packing, 0.05 * min(p.radius_um for p in packing.particles))
+            raise RuntimeError(f"OpenCASCADE could not build the geometry: {err}. "
+                               f"Nearly tangent surfaces (first 5): {issues[:5]}") from err
         fractions = _occ_fractions(packing, phase_of)
         interfaces = _tag_physical_groups(packing, phase_of)
         _size_field(mesh, packing.dimension, interfaces)
@@ -144,8 +149,8 @@ def _build_geometry(packing: Packing) -> dict[int, str]:
             if dim == d and rank[phase] >= rank[phase_of.get(tag, "SE")]:
                 phase_of[tag] = phase
     missing = {t for _, t in gmsh.model.getEntities(d)} - set(phase_of)
-    for tag in missing:  # volumes not traced by the map (should not happen): matrix
-        phase_of[tag] = "SE"
+    if missing:
+        raise RuntimeError(f"fragment map does not trace volumes {sorted(missing)}")
     return phase_of
 
 

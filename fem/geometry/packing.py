@@ -114,6 +114,39 @@ class Packing:
         return np.maximum(out, 0.0)
 
 
+def near_tangencies(packing: Packing, min_gap_um: float) -> list[str]:
+    """Pairs of surfaces, or a surface and a face of the cathode layer, that neither cross by
+    min_gap_um / 2 nor keep min_gap_um apart, unless the near-tangency lies min_gap_um deep
+    inside a third particle that wins both sides. Such slivers break or bloat the mesh."""
+    c, r = packing.centers_um(), packing.radii_um()
+    prio = np.array([PRIORITY[p.phase] for p in packing.particles])
+
+    def hidden(point, level, skip) -> bool:
+        inside = (np.linalg.norm(c - point, axis=1) <= r - min_gap_um) & (prio >= level)
+        inside[list(skip)] = False
+        return bool(inside.any())
+
+    def band(depth):
+        return (depth > -min_gap_um) & (depth < 0.5 * min_gap_um)
+
+    issues = []
+    for i in range(len(r)):
+        dist = np.linalg.norm(c[i + 1 :] - c[i], axis=1)
+        for j in np.nonzero(band(r[i] + r[i + 1 :] - dist))[0] + i + 1:
+            point = c[i] + r[i] * (c[j] - c[i]) / np.linalg.norm(c[j] - c[i])
+            if not hidden(point, min(prio[i], prio[j]), (i, j)):
+                issues.append(f"particles {i} and {j}: overlap {r[i] + r[j] - np.linalg.norm(c[j] - c[i]):+.3g} um")
+    faces = [(0, packing.separator_um), (0, packing.box_um[0])]
+    faces += [(a, v) for a in range(1, packing.dimension) for v in (0.0, packing.box_um[a])]
+    for axis, pos in faces:
+        for i in np.nonzero(band(r - np.abs(c[:, axis] - pos)))[0]:
+            foot = c[i].copy()
+            foot[axis] = pos
+            if not hidden(foot, prio[i], (i,)):
+                issues.append(f"particle {i} and the face x{axis}={pos:g}: overlap {r[i] - abs(c[i, axis] - pos):+.3g} um")
+    return issues
+
+
 # --- JSON validation ---------------------------------------------------------------------
 
 def _number(value, what: str) -> float:
