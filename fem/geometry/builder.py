@@ -37,7 +37,7 @@ def build_mesh(packing: Packing, mesh: MeshConfig, msh_path: Path, verbose: bool
         try:
             phase_of = _build_geometry(packing)
         except Exception as err:  # gmsh raises bare Exception with OpenCASCADE's message
-            issues = near_tangencies(packing, 0.05 * min(p.radius_um for p in packing.particles))
+            issues = near_tangencies(packing, 0.05 * min((p.radius_um for p in packing.particles), default=1.0))
             raise RuntimeError(f"OpenCASCADE could not build the geometry: {err}. "
                                f"Nearly tangent surfaces (first 5): {issues[:5]}") from err
         fractions = _occ_fractions(packing, phase_of)
