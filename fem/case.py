@@ -136,7 +136,7 @@ class SolverConfig:
     max_newton_iterations: int = 25
     newton_rtol: float = 1e-9
     newton_atol: float = 1e-8  # max |residual entry|, above its roundoff floor (~1e-9)
-    linear_solver: str = "direct"  # "direct" (MUMPS) or "iterative" (fieldsplit AMG)
+    linear_solver: str = "direct"  # "direct" (MUMPS LU) or "iterative" (GMRES + BoomerAMG)
 
 
 @dataclass

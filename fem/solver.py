@@ -12,9 +12,13 @@ from petsc4py import PETSc
 from fem import compat
 from fem.case import SolverConfig
 
-# PETSc options per linear-solver preset; fieldsplit-AMG is for large 3D meshes
+# PETSc options per linear-solver preset; "iterative" (GMRES + BoomerAMG on the coupled
+# system) avoids the LU fill of large 3D meshes
 LINEAR_PRESETS = {
-    "direct": {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"},
+    # AMF ordering: 3D quickstart 3.8 -> 2.1 s per Newton iteration against the default AMD,
+    # same in 2D (Debian's MUMPS has no METIS/SCOTCH orderings)
+    "direct": {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
+               "mat_mumps_icntl_7": 2},
     "iterative": {"ksp_type": "gmres", "ksp_rtol": 1e-10, "pc_type": "hypre",
                   "pc_hypre_type": "boomeramg"},
 }

@@ -103,6 +103,21 @@ def test_one_and_two_ranks_give_the_same_voltage(shared_tmp):
     assert comm.bcast(serial_ok, root=0)
 
 
+def test_direct_and_iterative_linear_solvers_give_the_same_voltage(shared_tmp):
+    steps = ["Discharge at 2 mA/cm2 for 5 minutes", "Rest for 1 minute"]
+    curves = {}
+    for solver in ("direct", "iterative"):
+        case = small_case("tiny_2d.msh", steps, output={"fields": False, "plots": False},
+                          solver={"linear_solver": solver})
+        run(case, shared_tmp / solver)
+        rows = read_rows(shared_tmp / solver / "timeseries.csv")
+        # the ends of the two duration steps: the same times whatever dt the control chose
+        curves[solver] = np.array([[r["t_s"], r["V_vs_LiIn_V"]] for r in
+                                   ([r for r in rows if r["step"] == k][-1] for k in (0, 1))])
+    assert np.allclose(curves["direct"][:, 0], [300.0, 360.0], rtol=0, atol=1e-9)
+    assert np.max(np.abs(curves["direct"] - curves["iterative"])) < 1e-7
+
+
 def test_c_max_and_theoretical_capacity_agree():
     """c_max F / rho_S is the theoretical capacity (two consistent routes to 1672 mAh/g)."""
     from fem.case import Materials
