@@ -13,7 +13,9 @@ from fem import compat
 from fem.case import SolverConfig
 
 # PETSc options per linear-solver preset; "iterative" (GMRES + BoomerAMG on the coupled
-# system) avoids the LU fill of large 3D meshes
+# system) avoids the LU fill of large 3D meshes, but its linear solves diverged on hard
+# starts (2 mA/cm2 from rest, dt = 30 s, tiny reference cell) where MUMPS went through:
+# the step runner then cuts dt
 LINEAR_PRESETS = {
     # AMF ordering: 3D quickstart 3.8 -> 2.1 s per Newton iteration against the default AMD,
     # same in 2D (Debian's MUMPS has no METIS/SCOTCH orderings)
