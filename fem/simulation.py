@@ -89,10 +89,8 @@ def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD, resume: bool = False) ->
     steps = resolve_c_rates(parse_protocol(case.protocol.steps, 1, case.anode.U_an_V)[0], problem.one_C_A_m2())
 
     n_cycles = case.protocol.cycles
-    previous_rows = _previous_rows(out_dir, comm) if resume else []
-    writer = output.TimeSeriesWriter(out_dir / "timeseries.csv", extra_columns=BALANCE_COLUMNS, comm=comm)
     progress = Progress(case.output.progress, comm, n_cycles, len(steps))
-    recorder = Recorder(problem, writer.append, progress)
+    recorder = Recorder(problem, None, progress)  # appends to the writer, made after resuming
     fields = _field_output(case, problem, out_dir)
     snapshots = []
 
@@ -105,11 +103,15 @@ def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD, resume: bool = False) ->
             snapshots.append((cycle, gather_triangulation(problem)))
 
     engine = LongCycling(problem, case, catalyst, steps, StepRunner(problem, case.solver, recorder.on_accept),
-                         recorder, writer.rows, on_step_end, out_dir, comm)
+                         recorder, [], on_step_end, out_dir, comm)
+    # the time series so far is read before the writer replaces the file
+    previous_rows = _previous_rows(out_dir, comm) if resume else []
     resumed = engine.resume() if resume else None
+    writer = output.TimeSeriesWriter(out_dir / "timeseries.csv", extra_columns=BALANCE_COLUMNS, comm=comm)
     for row in previous_rows:
         if resumed is not None and row["cycle"] <= resumed:
             writer.append(row)
+    engine.rows, recorder.append_row = writer.rows, writer.append
     try:
         engine.run()
     finally:
