@@ -126,7 +126,8 @@ class LongCycling:
     @staticmethod
     def retention(rows: list[dict]) -> float:
         """Last discharge capacity over that of cycle 10 (cycle 1 in shorter runs)."""
-        ref = rows[min(RETENTION_REFERENCE_CYCLE, len(rows)) - 1]["discharge_capacity_mAh_gS"]
+        reference = RETENTION_REFERENCE_CYCLE if len(rows) >= RETENTION_REFERENCE_CYCLE else 1
+        ref = rows[reference - 1]["discharge_capacity_mAh_gS"]
         return rows[-1]["discharge_capacity_mAh_gS"] / ref if ref > 0 else float("nan")
 
     # --- checkpoints --------------------------------------------------------------------

@@ -125,3 +125,11 @@ def test_fit_recovers_the_ageing_rates_of_surrogate_data():
     assert values["k_contact"] == pytest.approx(2e-3, rel=1e-3)
     assert values["k_sulfur_loss"] == pytest.approx(4e-4, rel=1e-3)
     assert rms < 1e-6
+
+
+def test_retention_is_last_over_cycle_10_or_over_cycle_1_in_short_runs():
+    from fem.long_cycling import LongCycling
+
+    rows = [{"discharge_capacity_mAh_gS": 1000.0 - 10 * k} for k in range(12)]
+    assert LongCycling.retention(rows) == pytest.approx(890.0 / 910.0, rel=1e-12)
+    assert LongCycling.retention(rows[:5]) == pytest.approx(960.0 / 1000.0, rel=1e-12)
