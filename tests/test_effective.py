@@ -76,8 +76,11 @@ def test_composite_bounds_and_serial_equals_parallel():
     json.dumps(r)  # JSON-ready (no inf/nan objects)
     if MPI.COMM_WORLD.size > 1:
         serial = _composite(MPI.COMM_SELF)
+        # the AMG hierarchy differs between 1 and 2 ranks, so the two answers agree only to
+        # the solver's accuracy, which the flux balance measures (1.1e-8 seen in CI vs 1.7e-8)
+        tol = 10 * max(r["solver"]["flux_balance_rel"], serial["solver"]["flux_balance_rel"], 1e-9)
         for key in ("kappa_eff_over_bulk_SE", "sigma_eff_over_bulk_C", "sigma_eff_over_bulk_C_only"):
-            assert r[key] == pytest.approx(serial[key], rel=1e-8, abs=1e-14), key
+            assert r[key] == pytest.approx(serial[key], rel=tol, abs=1e-14), key
         for key in ("interface_area_per_volume_per_um", "tpb_density", "connected_sulfur_fraction"):
             assert r[key] == pytest.approx(serial[key], rel=1e-12), key
 
