@@ -68,7 +68,7 @@ def main():
     def newton_iteration():
         # one residual + Jacobian assembly and one MUMPS factorisation/solve
         x = problem.u.vector
-        compat.assemble_residual(solver.b, problem.F_form, problem.J_form, problem.bcs, x)
+        compat.assemble_residual(solver.b, problem.F_form, problem.bcs, x)
         compat.assemble_jacobian(solver.A, problem.J_form, problem.bcs)
         ksp = PETSc.KSP().create(comm)
         ksp.setOperators(solver.A)

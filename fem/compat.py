@@ -95,12 +95,21 @@ def create_matrix(J_form):
     return fem_petsc.create_matrix(J_form)
 
 
-def assemble_residual(b, F_form, J_form, bcs, x) -> None:
-    """b = F(x) with rows of Dirichlet dofs set to x - g (Newton convention)."""
+def set_bc_values(x, bcs) -> None:
+    """x = g on the Dirichlet dofs."""
+    fem_petsc.set_bc(x, bcs)
+
+
+def assemble_residual(b, F_form, bcs, x) -> None:
+    """b = F(x) with rows of Dirichlet dofs set to x - g (Newton convention).
+
+    No lifting: the Newton iterates satisfy the Dirichlet conditions (set_bc_values before
+    the first, then updates of x - g = 0 on those rows), so the lifting term J (x - g)
+    vanishes; it cost 13 % of a 2D cycle's wall time.
+    """
     with b.localForm() as b_local:
         b_local.set(0.0)
     fem_petsc.assemble_vector(b, F_form)
-    fem_petsc.apply_lifting(b, [J_form], bcs=[bcs], x0=[x], scale=-1.0)
     b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
     fem_petsc.set_bc(b, bcs, x, -1.0)
 

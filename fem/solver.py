@@ -84,14 +84,22 @@ class NewtonSolver:
 
     def _residual(self, snes, x, b):
         self._copy_in(x)
-        compat.assemble_residual(b, self.F_form, self.J_form, self.bcs, x)
+        compat.assemble_residual(b, self.F_form, self.bcs, x)
 
     def _jacobian(self, snes, x, A, P):
         self._copy_in(x)
         compat.assemble_jacobian(A, self.J_form, self.bcs)
 
+    def residual_max(self) -> float:
+        """max |F(u)| of the current u (the Dirichlet rows as the Newton iterates see them)."""
+        self.u.vector.copy(self.x)
+        compat.set_bc_values(self.x, self.bcs)
+        compat.assemble_residual(self.b, self.F_form, self.bcs, self.x)
+        return self.b.norm(PETSc.NormType.INFINITY)
+
     def solve(self) -> tuple[bool, int]:
         self.u.vector.copy(self.x)
+        compat.set_bc_values(self.x, self.bcs)
         self.snes.solve(None, self.x)
         reason = self.snes.getConvergedReason()
         iterations = self.snes.getIterationNumber()

@@ -214,11 +214,16 @@ class CellProblem:
         """One backward-Euler step from the accepted state; the state is kept only on success."""
         self.dt.value = dt_s
         u, u_n = self.u.x.array, self.u_n.x.array
-        if self._dt_n is None:
-            u[:] = u_n
-        else:
-            # extrapolate the last accepted increment: a guess accurate to O(dt^2)
+        u[:] = u_n
+        if self._dt_n is not None:
+            # extrapolate the last accepted increment: a guess accurate to O(dt^2) where the
+            # state is smooth in time; where it is not (a potential overshoots and the
+            # exponentials of Butler-Volmer explode, max |F| 1e25 seen) the accepted state is
+            # the better start, and Newton from a bad start wasted 38 % of a cycle's iterations
+            at_rest = self.solver.residual_max()
             u[:] = u_n + (dt_s / self._dt_n) * (u_n - self._u_nm1)
+            if not self.solver.residual_max() < at_rest:
+                u[:] = u_n
         converged, iterations = self.solver.solve()
         if not converged and self._dt_n is not None:
             # a poor prediction near a steep end: start again from the accepted state
