@@ -35,10 +35,9 @@ def capacities(folder):
 
 @pytest.mark.slow
 def test_jumping_retention_matches_brute_force(shared_tmp):
-    """Every cycle simulated vs cycle jumping, at every cycle. With these fast solver settings
-    the brute-force capacity itself alternates by ~1 % from one cycle to the next (the
-    residual lithiation left by each charge), which a jump cannot follow: measured 1.2 % of the
-    initial capacity at worst (cycle 13), so the bound is 1.5 %, not the 1 % of the issue."""
+    """Every cycle simulated vs cycle jumping, at every cycle, within 1 % of the initial
+    capacity (measured: 0.04 %, 10 of 16 cycles simulated; an earlier Newton start that
+    extrapolated the lithiation front made the brute-force curve alternate by ~1 %)."""
     n = 16
     brute = run(ageing_case(n, jump=False), shared_tmp / "brute")
     jump = run(ageing_case(n, jump=True), shared_tmp / "jump")
@@ -46,7 +45,7 @@ def test_jumping_retention_matches_brute_force(shared_tmp):
     assert jump["simulated_cycles"] <= 0.7 * n
     c_brute, c_jump = capacities(shared_tmp / "brute"), capacities(shared_tmp / "jump")
     assert c_brute[-1] < 0.95 * c_brute[0]  # the ageing is strong enough to matter
-    assert np.max(np.abs(c_jump - c_brute)) <= 0.015 * c_brute[0]
+    assert np.max(np.abs(c_jump - c_brute)) <= 0.01 * c_brute[0]
     rows = read_csv_rows(shared_tmp / "jump" / "cycles.csv")
     assert [r["cycle"] for r in rows] == list(range(1, n + 1))
     assert sum(r["simulated"] for r in rows) == jump["simulated_cycles"]
