@@ -43,11 +43,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue a killed or extended run from the checkpoint in the output folder "
                         "(same mesh and number of MPI ranks); without it a run starts afresh")
     p.add_argument("--fit", type=Path, metavar="DATA.csv",
-                   help="fit ageing parameters to a capacity-vs-cycle CSV (columns cycle, "
+                   help="fit parameters to a capacity-vs-cycle CSV (columns cycle, "
                         "discharge_capacity_mAh_gS), then run the fitted case; writes fit.json")
     p.add_argument("--fit-params", default="k_contact,k_sulfur_loss", metavar="NAMES",
-                   help="comma-separated parameters for --fit, of: k_contact, p_contact, k_sulfur_loss, "
-                        "k_deact, i0_ref_A_m2 (default: %(default)s)")
+                   help="comma-separated parameters for --fit, of: D_S_m2_s, k_contact, p_contact, "
+                        "k_sulfur_loss, k_deact, i0_ref_A_m2 (default: %(default)s)")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p
 
@@ -85,7 +85,9 @@ def _fit(case: Case, data: Path, names: str, out_dir: Path) -> None:
     report = fit(case, data, [n.strip() for n in names.split(",") if n.strip()], out_dir, MPI.COMM_WORLD)
     if MPI.COMM_WORLD.rank == 0:
         values = ", ".join(f"{k} = {v:.4g}" for k, v in report["parameters"].items())
-        print(f"fitted: {values}\nRMS relative error: surrogate {report['rms_relative_error_surrogate']:.4f}, "
+        surrogate = report["rms_relative_error_surrogate"]
+        surrogate = "-" if surrogate is None else f"{surrogate:.4f}"
+        print(f"fitted: {values}\nRMS relative error: surrogate {surrogate}, "
               f"real run {report['rms_relative_error_real_run']:.4f}\nwritten: {out_dir / 'fit.json'}")
 
 
