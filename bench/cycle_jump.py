@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import fem  # noqa: E402,F401  (first: it sets OPENBLAS_NUM_THREADS before numpy loads OpenBLAS)
 import numpy as np  # noqa: E402
-
 from fem.case import load_case  # noqa: E402
 from fem.output import read_csv_rows  # noqa: E402
 from fem.simulation import run  # noqa: E402
