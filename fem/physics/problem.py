@@ -215,6 +215,7 @@ class CellProblem:
         self.dt.value = dt_s
         u, u_n = self.u.x.array, self.u_n.x.array
         u[:] = u_n
+        predicted = False
         if self._dt_n is not None:
             # extrapolate the last accepted increment: a guess accurate to O(dt^2) where the
             # state is smooth in time; where it is not (a potential overshoots and the
@@ -222,10 +223,11 @@ class CellProblem:
             # the better start, and Newton from a bad start wasted 38 % of a cycle's iterations
             at_rest = self.solver.residual_max()
             u[:] = u_n + (dt_s / self._dt_n) * (u_n - self._u_nm1)
-            if not self.solver.residual_max() < at_rest:
+            predicted = self.solver.residual_max() < at_rest
+            if not predicted:
                 u[:] = u_n
         converged, iterations = self.solver.solve()
-        if not converged and self._dt_n is not None:
+        if not converged and predicted:
             # a poor prediction near a steep end: start again from the accepted state
             u[:] = u_n
             converged, more = self.solver.solve()
