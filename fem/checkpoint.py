@@ -31,9 +31,10 @@ class CheckpointError(RuntimeError):
 
 
 def case_fingerprint(case) -> str:
-    """Hash of everything that changes the physics: not the cycle count, output or jumping."""
+    """Hash of everything that changes the physics: not the cycle count, output, jumping or
+    the list of catalysts a comparison runs (each of its runs names its own catalyst)."""
     data = asdict(case)
-    for key in ("output", "long_cycling", "name", "base_dir"):
+    for key in ("output", "long_cycling", "comparison", "name", "base_dir"):
         data.pop(key, None)
     data["protocol"].pop("cycles", None)
     text = json.dumps(to_json_compatible(data), sort_keys=True, default=str)

@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                         "microstructure and write effective_properties.json")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed or extended run from the checkpoint in the output folder "
-                        "(same mesh and number of MPI ranks); without it a run starts afresh")
+                        "(same mesh and number of MPI ranks; a comparison resumes each catalyst's run and "
+                        "does not repeat finished ones); without it a run starts afresh")
     p.add_argument("--fit", type=Path, metavar="DATA.csv",
                    help="fit parameters to a capacity-vs-cycle CSV (columns cycle, "
                         "discharge_capacity_mAh_gS), then run the fitted case; writes fit.json")
@@ -91,12 +92,12 @@ def _fit(case: Case, data: Path, names: str, out_dir: Path) -> None:
               f"real run {report['rms_relative_error_real_run']:.4f}\nwritten: {out_dir / 'fit.json'}")
 
 
-def _comparison(case: Case, out_dir: Path) -> None:
+def _comparison(case: Case, out_dir: Path, resume: bool) -> None:
     from mpi4py import MPI
 
     from fem.comparison import markdown_table, run_comparison
 
-    results = run_comparison(case, out_dir, MPI.COMM_WORLD)
+    results = run_comparison(case, out_dir, MPI.COMM_WORLD, resume=resume)
     if MPI.COMM_WORLD.rank == 0:
         print(markdown_table(results) + f"written: {out_dir / 'comparison.csv'}")
 
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.fit:
             _fit(case, args.fit, args.fit_params, out_dir)
         elif case.comparison.catalysts:
-            _comparison(case, out_dir)
+            _comparison(case, out_dir, args.resume)
         elif args.resume:
             run(case, out_dir, resume=True)
         else:

@@ -3,6 +3,7 @@
 A comparison file is an ordinary case file plus a [comparison] table listing the catalysts.
 Each catalyst runs as its own case (kinetics.catalyst replaced, cycles in voltage_cycles
 simulated in full) into <out>/<catalyst>/; a failing run is recorded and the others go on.
+Resumed, each run continues from its own checkpoint, so finished catalysts are not run again.
 <out> gets comparison.csv (COLUMNS), comparison.json and the figures
 comparison_retention.png, comparison_voltage.png and comparison_Ea.png.
 """
@@ -33,7 +34,8 @@ def catalyst_case(case: Case, catalyst: str) -> Case:
     return one
 
 
-def run_comparison(case: Case, out_dir: Path, comm) -> list[dict]:
+def run_comparison(case: Case, out_dir: Path, comm, resume: bool = False) -> list[dict]:
+    """Run every catalyst; resume: continue each from the checkpoint in its folder, if any."""
     from fem.output import read_csv_rows
     from fem.simulation import run
 
@@ -44,7 +46,7 @@ def run_comparison(case: Case, out_dir: Path, comm) -> list[dict]:
         wall0 = time.perf_counter()
         row = {"catalyst": name}
         try:
-            summary = run(catalyst_case(case, name), folder, comm)
+            summary = run(catalyst_case(case, name), folder, comm, resume=resume)
             cycles = read_csv_rows(folder / "cycles.csv")
             ea = read_csv_rows(folder / "activation_energy.csv") if (folder / "activation_energy.csv").is_file() else []
             cap = [r["discharge_capacity_mAh_gS"] for r in cycles]
@@ -53,13 +55,17 @@ def run_comparison(case: Case, out_dir: Path, comm) -> list[dict]:
                        Ea_first_kJ_mol=ea[0]["Ea_kJ_mol"] if ea else None,
                        Ea_last_kJ_mol=ea[-1]["Ea_kJ_mol"] if ea else None,
                        catalyst_activity_last=cycles[-1]["catalyst_activity"],
-                       simulated_cycles=summary["simulated_cycles"])
+                       simulated_cycles=summary["simulated_cycles"],
+                       # includes the time before a resume
+                       wall_time_s=summary["wall_time_s"])
+            if comm.rank == 0:
+                (folder / "error.txt").unlink(missing_ok=True)  # from an earlier, failed attempt
         except Exception as err:  # a failed catalyst is reported, the comparison goes on
-            row.update(status="failed", error=f"{type(err).__name__}: {err}")
+            row.update(status="failed", error=f"{type(err).__name__}: {err}",
+                       wall_time_s=time.perf_counter() - wall0)
             if comm.rank == 0:
                 folder.mkdir(parents=True, exist_ok=True)
                 (folder / "error.txt").write_text(traceback.format_exc())
-        row["wall_time_s"] = time.perf_counter() - wall0
         results.append(row)
     if comm.rank == 0:
         _write(out_dir, case, results)
