@@ -72,6 +72,10 @@ class CellProblem:
         self.kappa = const(1.0)
         self.i0 = const(1.0)  # catalyst exchange current density, A/m2
         self.f_c = const(1.0)  # S|SE contact factor (ageing, MODEL.md section 6)
+        # constants, not literals: a fit that varies them reuses the compiled forms
+        self.D_S = const(case.materials.D_S_m2_s)
+        self.sigma_C = const(case.materials.sigma_C_S_m)
+        self.sigma_S = const(case.materials.sigma_S_S_m)
         self.set_temperature(case.conditions.temperature_C)
 
         self.d_C = self._distance_to_carbon(mesh)
@@ -89,7 +93,7 @@ class CellProblem:
         return d
 
     def _build_forms(self, mesh):
-        case, m, k, an = self.case, self.case.materials, self.case.kinetics, self.case.anode
+        k, an = self.case.kinetics, self.case.anode
         ct, ft = self.cell.cell_tags, self.cell.facet_tags
         V = self.spaces.V
         dx = ufl.Measure("dx", domain=mesh, subdomain_data=ct)
@@ -123,14 +127,14 @@ class CellProblem:
 
         def residual_s(v_s):
             # C and S: -div(sigma grad phi_s) = 0; i leaves S as electronic current at S|SE
-            return (m.sigma_C_S_m / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.C) \
-                + (m.sigma_S_S_m / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.S) \
+            return (self.sigma_C / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.C) \
+                + (self.sigma_S / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.S) \
                 + i * v_s("+") * dS(tags.S_SE)
 
         def residual_x(q):
             # S: c_max dx/dt = div(c_max D grad x), outward Li flux -c_max D grad x.n = i/F
             return T_REF_S * ((x - x_n) / self.dt * q * dx(tags.S)
-                              + (m.D_S_m2_s / L**2) * inner(grad(x), grad(q)) * dx(tags.S)
+                              + (self.D_S / L**2) * inner(grad(x), grad(q)) * dx(tags.S)
                               + i / (L * F * self.c_max) * q("+") * dS(tags.S_SE))
 
         v_e, v_s, q = ufl.TestFunctions(V)
