@@ -20,7 +20,7 @@ import numpy as np
 from fem.case import Case
 
 COLUMNS = ["catalyst", "status", "capacity_cycle_1_mAh_gS", "capacity_cycle_10_mAh_gS", "capacity_last_mAh_gS",
-           "retention", "Ea_first_kJ_mol", "Ea_last_kJ_mol", "catalyst_activity_last", "simulated_cycles",
+           "retention", "mean_discharge_voltage_cycle_1_V", "mean_discharge_voltage_last_V", "Ea_first_kJ_mol", "Ea_last_kJ_mol", "catalyst_activity_last", "simulated_cycles",
            "wall_time_s", "error"]
 
 
@@ -52,6 +52,8 @@ def run_comparison(case: Case, out_dir: Path, comm, resume: bool = False) -> lis
             cap = [r["discharge_capacity_mAh_gS"] for r in cycles]
             row.update(status="ok", capacity_cycle_1_mAh_gS=cap[0], capacity_cycle_10_mAh_gS=cap[min(10, len(cap)) - 1],
                        capacity_last_mAh_gS=cap[-1], retention=summary["retention"],
+                       mean_discharge_voltage_cycle_1_V=cycles[0]["mean_discharge_voltage_V"],
+                       mean_discharge_voltage_last_V=cycles[-1]["mean_discharge_voltage_V"],
                        Ea_first_kJ_mol=ea[0]["Ea_kJ_mol"] if ea else None,
                        Ea_last_kJ_mol=ea[-1]["Ea_kJ_mol"] if ea else None,
                        catalyst_activity_last=cycles[-1]["catalyst_activity"],
@@ -104,15 +106,19 @@ def _cell(value) -> str:
 
 def markdown_table(results: list[dict]) -> str:
     """The summary table for a terminal or a report."""
-    head = "| catalyst | status | cycle 1 | cycle 10 | last | retention | Ea first | Ea last | activity |\n"
-    head += "|---|---|---|---|---|---|---|---|---|\n"
+    head = ("| catalyst | status | mAh/gS cycle 1 | cycle 10 | last | retention | mean discharge V cycle 1 "
+            "| last | Ea kJ/mol first | last | activity last |\n")
+    head += "|---|---|---|---|---|---|---|---|---|---|---|\n"
 
     def f(v, fmt):
         return "" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
 
     for r in results:
-        head += (f"| {r['catalyst']} | {r['status']} | {f(r.get('capacity_cycle_1_mAh_gS'), '.0f')} | "
-                 f"{f(r.get('capacity_cycle_10_mAh_gS'), '.0f')} | {f(r.get('capacity_last_mAh_gS'), '.0f')} | "
-                 f"{f(r.get('retention'), '.3f')} | {f(r.get('Ea_first_kJ_mol'), '.1f')} | "
-                 f"{f(r.get('Ea_last_kJ_mol'), '.1f')} | {f(r.get('catalyst_activity_last'), '.3f')} |\n")
+        cells = [r["catalyst"], r["status"]] + [
+            f(r.get(key), fmt) for key, fmt in (
+                ("capacity_cycle_1_mAh_gS", ".0f"), ("capacity_cycle_10_mAh_gS", ".0f"),
+                ("capacity_last_mAh_gS", ".0f"), ("retention", ".4f"),
+                ("mean_discharge_voltage_cycle_1_V", ".4f"), ("mean_discharge_voltage_last_V", ".4f"),
+                ("Ea_first_kJ_mol", ".1f"), ("Ea_last_kJ_mol", ".1f"), ("catalyst_activity_last", ".3f"))]
+        head += "| " + " | ".join(cells) + " |\n"
     return head

@@ -26,22 +26,30 @@ def _colours(names) -> dict:
 
 
 def retention(runs: dict, path: Path, title: str) -> Figure:
-    """Discharge capacity vs cycle (line) with the fully simulated cycles marked."""
-    fig = _figure((6.8, 4.6))
-    ax = fig.add_subplot()
+    """Discharge capacity vs cycle (top) and the voltage hysteresis (mean charge minus mean
+    discharge voltage, bottom), where catalysts differ even when solid diffusion sets the
+    capacity; full FEM cycles marked."""
+    fig = _figure((6.8, 7.0))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     for name, colour in _colours(runs).items():
         rows = runs[name]["cycles"]
         n = np.array([r["cycle"] for r in rows])
-        c = np.array([r["discharge_capacity_mAh_gS"] for r in rows])
         sim = np.array([bool(r["simulated"]) for r in rows])
-        ax.plot(n, c, "-", color=colour, lw=1.4, label=name)
-        ax.plot(n[sim], c[sim], "o", color=colour, ms=3.5)
-    ax.set_xlabel("Cycle")
-    ax.set_ylabel(CAPACITY_LABEL)
-    ax.set_ylim(bottom=0)
-    ax.grid(True, alpha=0.3)
-    ax.legend(frameon=False, title="markers: full FEM cycles")
-    ax.set_title(f"{title}: capacity retention")
+        c = np.array([r["discharge_capacity_mAh_gS"] for r in rows])
+        top.plot(n, c, "-", color=colour, lw=1.4, label=name)
+        top.plot(n[sim], c[sim], "o", color=colour, ms=3.5)
+        gap = np.array([r["mean_charge_voltage_V"] - r["mean_discharge_voltage_V"] for r in rows])
+        bottom.plot(n, 1e3 * gap, "-", color=colour, lw=1.2)
+        bottom.plot(n[sim], 1e3 * gap[sim], "o", color=colour, ms=3)
+    top.set_ylabel(CAPACITY_LABEL)
+    top.set_ylim(bottom=0)
+    top.legend(frameon=False, title="markers: full FEM cycles")
+    top.set_title(f"{title}: capacity retention")
+    bottom.set_xlabel("Cycle")
+    bottom.set_ylabel("Voltage hysteresis (mV)")
+    bottom.set_title("mean charge voltage minus mean discharge voltage", fontsize=10)
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
     fig.savefig(path, dpi=150)
     return fig
 
