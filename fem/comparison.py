@@ -20,8 +20,8 @@ import numpy as np
 from fem.case import Case
 
 COLUMNS = ["catalyst", "status", "capacity_cycle_1_mAh_gS", "capacity_cycle_10_mAh_gS", "capacity_last_mAh_gS",
-           "retention", "mean_discharge_voltage_cycle_1_V", "mean_discharge_voltage_last_V", "Ea_first_kJ_mol", "Ea_last_kJ_mol", "catalyst_activity_last", "simulated_cycles",
-           "wall_time_s", "error"]
+           "retention", "mean_discharge_voltage_cycle_1_V", "mean_discharge_voltage_last_V", "Ea_first_kJ_mol",
+           "Ea_last_kJ_mol", "catalyst_activity_last", "simulated_cycles", "wall_time_s", "error"]
 
 
 def catalyst_case(case: Case, catalyst: str) -> Case:
