@@ -152,6 +152,27 @@ def phase_boundaries(points: np.ndarray, triangles: np.ndarray, phase: np.ndarra
     return np.asarray(points)[edges[differ]]
 
 
+def reaching_left_edge(points: np.ndarray, triangles: np.ndarray, selected: np.ndarray) -> np.ndarray:
+    """The selected triangles joined through shared vertices (matched by position: each rank's
+    cells carry their own copies) to a selected triangle on the left edge x = min x; for the SE
+    that is the network reaching the anode, without the pockets it cut off."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    points, triangles = np.asarray(points, float)[:, :2], np.asarray(triangles)
+    span = float(np.ptp(points, axis=0).max())
+    _, vertex = np.unique(np.round(points / (1e-9 * span)), axis=0, return_inverse=True)
+    vertex = vertex.reshape(-1)
+    m = len(triangles)
+    chosen = np.flatnonzero(selected)
+    # bipartite graph: triangle k <-> vertex v (node m + v)
+    rows, cols = np.repeat(chosen, 3), m + vertex[triangles[chosen]].ravel()
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(m + vertex.max() + 1,) * 2)
+    _, label = connected_components(graph, directed=False)
+    left = vertex[points[:, 0] <= points[:, 0].min() + 1e-9 * span]
+    return np.asarray(selected, bool) & np.isin(label[:m], label[m + left])
+
+
 def _draw_microstructure(ax, points, triangles, phase) -> None:
     greys = [PHASE_GREYS.get(int(p), "1.0") for p in phase]
     ax.add_collection(PolyCollection(points[triangles], facecolors=greys, edgecolors="none",
@@ -166,9 +187,10 @@ def _draw_field(fig, ax, panel, points, triangles) -> None:
     if mask.all():
         ax.text(0.5, 0.5, "undefined", transform=ax.transAxes, ha="center", va="center", color="0.3")
         return
-    shown = values[triangles[~mask]]
-    # a robust range: a few floating pockets (e.g. SE cut off from the separator) would
-    # otherwise squeeze the whole connected network into one colour
+    # the colour range from the panel's range_triangles: floating pockets (SE cut off from the
+    # anode) would otherwise squeeze the connected network into one colour
+    in_range = ~mask & np.asarray(panel.get("range_triangles", True), bool)
+    shown = values[triangles[in_range if in_range.any() else ~mask]]
     vmin, vmax = (float(v) for v in np.percentile(shown, [0.5, 99.5]))
     extend = {(False, False): "neither", (True, False): "min", (False, True): "max",
               (True, True): "both"}[(shown.min() < vmin, shown.max() > vmax)]
@@ -188,7 +210,8 @@ def fields_plot(panels: list[dict], path, suptitle: str = "", ncols: int = 2) ->
     """Field maps on a triangle mesh, ncols panels per row, a colour bar each.
 
     A panel is {"title", "triangles" (M,3), "points" (N,2) in um, "values" (N,) with NaN
-    where the field is undefined, "label", "cmap", optional "phase" (M,) cell tags}.
+    where the field is undefined, "label", "cmap", optional "phase" (M,) cell tags, optional
+    "range_triangles" (M,) bool: the triangles whose values set the colour range}.
     Triangles touching a NaN are masked; the phase tags are drawn behind as grey shades
     with outlines, so the masked parts still show the microstructure.
     """

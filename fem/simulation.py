@@ -180,10 +180,14 @@ def _plots(case: Case, out_dir: Path, rows, cycle_rows, loading, snapshots):
         plots.retention_plot(cycle_rows, out_dir / "retention.png", title=case.name)
     panels = []
     for cycle, tri in snapshots:
-        for name, label, cmap in (("phi_e", "phi_e (V)", "viridis"), ("x", "lithiation x (-)", "magma")):
+        anode_se = plots.reaching_left_edge(tri["points"], tri["triangles"], tri["phase"] == tags.SE)
+        for name, label, cmap, in_range in (("phi_e", "phi_e (V), range of the SE reaching the anode", "viridis",
+                                             anode_se),
+                                            ("x", "lithiation x (-)", "magma", True)):
             panels.append({"title": f"end of discharge {cycle}: {name}", "points": tri["points"],
                            "triangles": tri["triangles"], "phase": tri["phase"],
-                           "values": tri["values"][name], "label": label, "cmap": cmap})
+                           "values": tri["values"][name], "label": label, "cmap": cmap,
+                           "range_triangles": in_range})
     if panels:
         plots.fields_plot(panels, out_dir / "fields.png", suptitle=f"{case.name}: fields at the end of each discharge")
 

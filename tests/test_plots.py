@@ -6,8 +6,8 @@ from matplotlib import image
 from matplotlib.collections import TriMesh
 
 from fem.output import cycle_summaries
-from fem.plots import (fields_plot, nan_triangle_mask, phase_boundaries, retention_plot, voltage_capacity_curves,
-                       voltage_capacity_plot)
+from fem.plots import (fields_plot, nan_triangle_mask, phase_boundaries, reaching_left_edge, retention_plot,
+                       voltage_capacity_curves, voltage_capacity_plot)
 
 LOADING_MG_CM2 = 1.5
 
@@ -103,3 +103,26 @@ def test_phase_boundaries_are_the_interface():
     segments = phase_boundaries(points, triangles, phase)
     assert len(segments) == 2
     assert np.allclose(segments[:, :, 0], 2.0)
+
+
+def test_colour_range_ignores_a_floating_pocket(tmp_path):
+    """SE in x < 10 (reaching the anode at x = 0, phi_e from 0 to -0.1 V) and a cut-off SE
+    pocket at -2 V: the pocket is not in the network and does not set the colour range."""
+    points, triangles = _grid_mesh()
+    centres = points[triangles].mean(axis=1)
+    pocket = (np.abs(centres[:, 0] - 32.5) < 2.5) & (np.abs(centres[:, 1] - 7.5) < 2.5)
+    network = centres[:, 0] < 10.0
+    se = network | pocket
+    # each triangle with its own vertex copies, as gathered from several ranks
+    points, triangles = points[triangles].reshape(-1, 2), np.arange(3 * len(triangles)).reshape(-1, 3)
+    x = points[:, 0]
+    phi_e = np.full(len(points), np.nan)
+    phi_e[triangles[network]] = -0.01 * x[triangles[network]]
+    phi_e[triangles[pocket]] = -2.0
+    assert np.array_equal(reaching_left_edge(points, triangles, se), network)
+    panel = {"title": "φe", "triangles": triangles, "points": points, "values": phi_e, "label": "φe (V)",
+             "cmap": "viridis", "phase": np.where(se, 2, 1)}
+    fig = fields_plot([panel, {**panel, "range_triangles": network}], tmp_path / "fields.png")
+    norms = [c.norm for ax in fig.axes for c in ax.collections if isinstance(c, TriMesh)]
+    assert norms[0].vmin == pytest.approx(-2.0)  # without it, the pocket takes the range
+    assert norms[1].vmin == pytest.approx(-0.1, abs=0.002) and norms[1].vmax == pytest.approx(0.0, abs=0.002)
