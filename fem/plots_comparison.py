@@ -90,7 +90,7 @@ def _loading(run: dict) -> float:
 
 def activation_energy(runs: dict, path: Path, title: str) -> Figure:
     """Measured apparent Ea (markers) and the catalyst's model Ea(a) (line) vs cycle."""
-    fig = _figure((6.8, 4.6))
+    fig = _figure((8.4, 4.6))
     ax = fig.add_subplot()
     for name, colour in _colours(runs).items():
         ea = runs[name]["Ea"]
@@ -101,7 +101,9 @@ def activation_energy(runs: dict, path: Path, title: str) -> Figure:
     ax.set_xlabel("Cycle")
     ax.set_ylabel("Apparent activation energy (kJ mol$^{-1}$)")
     ax.grid(True, alpha=0.3)
-    ax.legend(frameon=False, title="markers: R_ct(T) fit; dotted: model Ea(a)")
+    # outside the axes: rising and flat Ea lines cross the whole plot
+    ax.legend(frameon=False, title="markers: R_ct(T) fit\ndotted: model Ea(a)", loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"{title}: activation energy")
     fig.savefig(path, dpi=150)
     return fig
