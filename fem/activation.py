@@ -16,8 +16,8 @@ ETA_LINEAR_V (carbon on the tiny cell: 35 mV at 1 uA/cm2 bent the response and g
 instead of 60 kJ/mol; at 1 mV, 59.0 kJ/mol, R^2 = 0.9999999). The apparent exchange current
 i0_app = RT / (F R_ct) is fitted as ln(i0_app) = c - Ea / (R T), which recovers a fresh
 catalyst's Ea (the RT/F factor of the linearised Butler-Volmer law is divided out, as with i0
-from EIS; on the tiny 2D cell a fresh Cu1-PCN, Ea = 35 kJ/mol, gives 33.2 kJ/mol, R^2 =
-0.99999: the current distribution over the interface shifts a little with T); R_p gives
+from EIS; on the tiny 2D cell a fresh Cu1-PCN, Ea = 35 kJ/mol, gives 33.3 kJ/mol, R^2 =
+0.9999997: the current distribution over the interface shifts a little with T); R_p gives
 Ea_polarisation from ln(1/R_p), which mixes in the SE conductivity's activation. The state,
 temperature and control are restored afterwards.
 """
