@@ -181,8 +181,8 @@ def _plots(case: Case, out_dir: Path, rows, cycle_rows, loading, snapshots):
     panels = []
     for cycle, tri in snapshots:
         anode_se = plots.reaching_left_edge(tri["points"], tri["triangles"], tri["phase"] == tags.SE)
-        for name, label, cmap, in_range in (("phi_e", "phi_e (V), range of the SE reaching the anode", "viridis",
-                                             anode_se),
+        # phi_e colours span the SE reaching the anode, not pockets floating at other potentials
+        for name, label, cmap, in_range in (("phi_e", "phi_e (V)", "viridis", anode_se),
                                             ("x", "lithiation x (-)", "magma", True)):
             panels.append({"title": f"end of discharge {cycle}: {name}", "points": tri["points"],
                            "triangles": tri["triangles"], "phase": tri["phase"],
