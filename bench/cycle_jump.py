@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,10 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import fem  # noqa: E402,F401  (first: it sets OPENBLAS_NUM_THREADS before numpy loads OpenBLAS)
+# one BLAS thread, before numpy loads OpenBLAS (its idle threads spin on the second core)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from fem.case import load_case  # noqa: E402
-from fem.output import read_csv_rows  # noqa: E402
+from fem.outputs.tables import read_csv_rows  # noqa: E402
 from fem.simulation import run  # noqa: E402
 
 OUT = ROOT / "results" / "bench"

@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import ufl
 from dolfinx import fem
 from mpi4py import MPI
@@ -25,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from fem import compat  # noqa: E402
 from fem.case import Case  # noqa: E402
-from fem.catalysts import load_library  # noqa: E402
+from fem.case.catalysts import load_library  # noqa: E402
 from fem.mesh import load_mesh  # noqa: E402
 from fem.physics.problem import CellProblem  # noqa: E402
 from fem.solver import NewtonSolver  # noqa: E402

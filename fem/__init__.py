@@ -1,10 +1,35 @@
-"""asslsb-fem: microstructure-resolved FEM for all-solid-state Li-S composite cathodes."""
+"""asslsb-fem: microstructure-resolved FEM for all-solid-state Li-S composite cathodes.
 
-import os
+The public API::
 
-# Debian's pthread OpenBLAS spins its idle threads: on a 2D cycle they burned 25 s of system
-# time on the second core per 31 s of wall time, stolen from MPI ranks and parallel runs
-# (it must be set before numpy is first imported; the Makefile sets it too)
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import fem
+    case = fem.load_case("cases/quickstart.toml").updated({"kinetics": {"catalyst": "Cu1-PCN"}})
+    solution = fem.Simulation(case, out_dir="results/cu1").run()
+    solution.cycles.discharge_capacity_mAh_gS
+    fem.Solution.load("results/cu1")
 
-__version__ = "0.1.0"
+Importing fem loads neither DOLFINx nor numpy (a case can be checked without the solver
+stack); `Simulation` and `Solution` load them on first use. Importing fem changes no
+environment variable and no logger except its own ("fem").
+"""
+
+import logging
+
+from fem._version import __version__
+from fem.case import Case, CaseError, load_case, validate_case
+from fem.case.steps import Charge, Discharge, Hold, ProtocolError, Rest, Step, parse_step
+
+logging.getLogger("fem").addHandler(logging.NullHandler())
+
+_LAZY = {"Simulation": "fem.simulation", "Solution": "fem.simulation", "SimulationError": "fem.protocol.stepping"}
+
+__all__ = ["Case", "CaseError", "Charge", "Discharge", "Hold", "ProtocolError", "Rest", "Simulation",
+           "SimulationError", "Solution", "Step", "__version__", "load_case", "parse_step", "validate_case"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fem' has no attribute {name!r}")

@@ -9,9 +9,9 @@ import traceback
 from pathlib import Path
 
 from fem.case import Case, CaseError, load_case
-from fem.checkpoint import CheckpointError
-from fem.fitting import FitError
-from fem.protocol import ProtocolError
+from fem.cycling.checkpoint import CheckpointError
+from fem.studies.fitting import FitError
+from fem.case.steps import ProtocolError
 
 DESCRIPTION = """\
 Simulate an all-solid-state Li-S composite cathode described by a case file.
@@ -71,7 +71,7 @@ def _summary(case: Case, out_dir: Path) -> str:
 def _effective_properties(case: Case, out_dir: Path) -> None:
     from mpi4py import MPI
 
-    from fem.effective import OUTPUT_FILE, run_effective_properties, summary_lines
+    from fem.studies.effective import OUTPUT_FILE, run_effective_properties, summary_lines
 
     result = run_effective_properties(case, out_dir)
     if MPI.COMM_WORLD.rank == 0:
@@ -81,7 +81,7 @@ def _effective_properties(case: Case, out_dir: Path) -> None:
 def _fit(case: Case, data: Path, names: str, out_dir: Path) -> None:
     from mpi4py import MPI
 
-    from fem.fitting import fit
+    from fem.studies.fitting import fit
 
     report = fit(case, data, [n.strip() for n in names.split(",") if n.strip()], out_dir, MPI.COMM_WORLD)
     if MPI.COMM_WORLD.rank == 0:
@@ -95,7 +95,7 @@ def _fit(case: Case, data: Path, names: str, out_dir: Path) -> None:
 def _comparison(case: Case, out_dir: Path, resume: bool) -> None:
     from mpi4py import MPI
 
-    from fem.comparison import markdown_table, run_comparison
+    from fem.studies.comparison import markdown_table, run_comparison
 
     results = run_comparison(case, out_dir, MPI.COMM_WORLD, resume=resume)
     if MPI.COMM_WORLD.rank == 0:

@@ -165,7 +165,7 @@ def xdmf_write_mesh_and_tags(xdmf, mesh, cell_tags, facet_tags) -> None:
     xdmf.write_meshtags(facet_tags)
 
 
-# --- scalar potential problems and mesh data (fem.effective) -----------------------------
+# --- scalar potential problems and mesh data (fem.studies.effective) -----------------------------
 
 def cell_dof_array(V) -> np.ndarray:
     """(local cells incl. ghosts, dofs per cell) local dof indices of a scalar space."""

@@ -11,16 +11,21 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from fem import __version__, activation, checkpoint, compat, output, tags
+from fem import compat, tags
+from fem._version import __version__
+from fem.cycling import activation, checkpoint
+from fem.outputs import tables as output
+from fem.outputs.terminal import Progress
 from fem.case import Case
-from fem.catalysts import load_library
-from fem.cycling import BALANCE_COLUMNS, Progress, Recorder
-from fem.long_cycling import SLOW_COLUMNS, LongCycling
+from fem.case.catalysts import load_library
+from fem.cycling.cycle import Recorder
+from fem.cycling.records import BALANCE_COLUMNS
+from fem.cycling.long_cycling import SLOW_COLUMNS, LongCycling
 from fem.mesh import CellMesh, load_mesh
 from fem.physics.problem import CellProblem
-from fem.protocol import parse_protocol, resolve_c_rates
+from fem.case.steps import parse_protocol, resolve_c_rates
 from fem.solver import NewtonSolver
-from fem.stepping import StepRunner
+from fem.protocol.stepping import StepRunner
 
 MAX_SNAPSHOT_CYCLES = 10  # field maps at each end of discharge only in runs this short
 
@@ -99,7 +104,7 @@ def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD, resume: bool = False) ->
             fields.write(end.t_s)
         if (step.kind == "discharge" and cell.dimension == 2 and case.output.plots
                 and n_cycles <= MAX_SNAPSHOT_CYCLES):
-            from fem.fields_output import gather_triangulation
+            from fem.outputs.fields import gather_triangulation
             snapshots.append((cycle, gather_triangulation(problem)))
 
     engine = LongCycling(problem, case, catalyst, steps, StepRunner(problem, case.solver, recorder.on_accept),
@@ -165,14 +170,14 @@ def _previous_rows(out_dir: Path, comm) -> list[dict]:
 def _field_output(case: Case, problem: CellProblem, out_dir: Path):
     if not case.output.fields:
         return None
-    from fem.fields_output import FieldWriter
+    from fem.outputs.fields import FieldWriter
     writer = FieldWriter(problem, out_dir / "fields.xdmf")
     writer.write(0.0)
     return writer
 
 
 def _plots(case: Case, out_dir: Path, rows, cycle_rows, loading, snapshots):
-    from fem import plots
+    from fem.outputs import plots
 
     plots.voltage_capacity_plot(rows, loading, out_dir / "voltage.png", title=case.name,
                                 U_an_V=case.anode.U_an_V)

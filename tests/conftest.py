@@ -1,4 +1,4 @@
-"""Shared fixtures: reference meshes, MPI-safe temporary folders, small cases."""
+"""Shared fixtures: MPI-safe temporary folders (helpers for cases are in support.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from pathlib import Path
 
 import pytest
 from mpi4py import MPI
-
-ROOT = Path(__file__).resolve().parents[1]
-MESHES = ROOT / "meshes"
 
 
 @pytest.fixture
@@ -23,21 +20,3 @@ def shared_tmp():
     if comm.rank == 0:
         import shutil
         shutil.rmtree(path, ignore_errors=True)
-
-
-def small_case(mesh: str, steps: list[str], cycles: int = 1, **sections):
-    """A Case on a committed reference mesh with a short protocol and quiet output."""
-    from fem.case import Case, validate_case
-    from fem.mesh import packing_path
-
-    case = Case(name=Path(mesh).stem)
-    case.geometry.mesh_file = MESHES / mesh
-    assert packing_path(case.geometry.mesh_file).exists()
-    case.protocol.steps = steps
-    case.protocol.cycles = cycles
-    case.output.progress = "off"
-    for section, values in sections.items():
-        for key, value in values.items():
-            setattr(getattr(case, section), key, value)
-    validate_case(case)
-    return case

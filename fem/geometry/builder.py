@@ -16,6 +16,7 @@ import numpy as np
 
 from fem import tags
 from fem.case import MeshConfig
+from fem.geometry.facets import tag_physical_groups
 from fem.geometry.packing import Packing, near_tangencies
 
 _ORDER = ("C", "S", "void")  # priority, highest first
@@ -165,35 +166,7 @@ def _occ_fractions(packing: Packing, phase_of: dict[int, str]) -> dict:
 
 
 def _tag_physical_groups(packing: Packing, phase_of: dict[int, str]) -> list[int]:
-    """Cell groups by phase, facet groups by the phases of the adjacent volumes; returns the
-    facets between different phases (where the mesh is refined)."""
-    d = packing.dimension
-    lx = packing.box_um[0]
-    tol = 1e-6 * max(packing.box_um)
-    for phase in ("S", "SE", "C", "void"):
-        vols = sorted(t for t, ph in phase_of.items() if ph == phase)
-        if vols:
-            gmsh.model.addPhysicalGroup(d, vols, tags.CELL_TAGS[phase], name=phase)
-    groups: dict[int, list[int]] = {}
-    interfaces = []
-    for _, facet in gmsh.model.getEntities(d - 1):
-        up, _ = gmsh.model.getAdjacencies(d - 1, facet)
-        if len(up) == 2:
-            a, b = (phase_of[int(v)] for v in up)
-            if a != b:
-                interfaces.append(facet)
-            tag = tags.interface_tag(tags.CELL_TAGS[a], tags.CELL_TAGS[b])
-        elif len(up) == 1:
-            x = gmsh.model.occ.getCenterOfMass(d - 1, facet)[0]
-            tag = tags.ANODE if abs(x) < tol else tags.COLLECTOR if abs(x - lx) < tol else tags.LATERAL
-        else:
-            raise RuntimeError(f"facet {facet} has {len(up)} adjacent volumes")
-        if tag is not None:
-            groups.setdefault(tag, []).append(facet)
-    names = {v: k for k, v in tags.FACET_TAGS.items()}
-    for tag, facets in sorted(groups.items()):
-        gmsh.model.addPhysicalGroup(d - 1, facets, tag, name=names[tag])
-    return interfaces
+    return tag_physical_groups(packing.dimension, packing.box_um[0], phase_of, 1e-6 * max(packing.box_um))
 
 
 def _size_field(mesh: MeshConfig, dim: int, interfaces: list[int]) -> None:

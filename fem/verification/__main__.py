@@ -51,7 +51,7 @@ TEXTS = {
         "is a full C/100 discharge to 0.6 V of a thinner planar cell with the true S density through "
         "fem.simulation.run; all of its S is connected."),
     "effective": (
-        "fem.effective.analytic_checks(): effective conductivities of layers and inclusions computed by "
+        "fem.verification.effective_checks.analytic_checks(): effective conductivities of layers and inclusions computed by "
         "the effective-property solver against exact or classical results."),
     "convergence": (
         f"The committed reference packing meshes/tiny_2d.json (20 × 10 µm, 84 particles) meshed with "
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
 
 def _effective_checks(comm):
     try:
-        from fem.effective import analytic_checks
+        from fem.verification.effective_checks import analytic_checks
     except ImportError:
         return None
     return analytic_checks(comm)

@@ -30,9 +30,9 @@ from scipy.optimize import brentq
 
 from fem import compat, tags
 from fem.case import Case, Conditions, Kinetics, SolverConfig
-from fem.catalysts import exchange_current_A_m2, load_library
+from fem.case.catalysts import exchange_current_A_m2, load_library
 from fem.constants import F, R, UM, kelvin
-from fem.materials import OCV, kappa_SE_S_m, theoretical_capacity_mAh_g
+from fem.physics.materials import OCV, kappa_SE_S_m, theoretical_capacity_mAh_g
 from fem.mesh import load_mesh
 from fem.physics.problem import CellProblem
 from fem.physics.spaces import PHI_E
@@ -195,7 +195,7 @@ def ohmic_checks(workdir: Path, comm=MPI.COMM_WORLD, i_app: float = I_OHMIC_A_M2
 
 def capacity_checks(workdir: Path, comm=MPI.COMM_WORLD) -> list[dict]:
     """(c) C/100 to 0.6 V vs Li-In of a thin planar cell (1 um of S: diffusion time 100 s)."""
-    from fem.output import read_csv_rows
+    from fem.outputs.tables import read_csv_rows
     from fem.simulation import run
 
     x0 = 1e-3

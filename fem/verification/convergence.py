@@ -104,7 +104,7 @@ def run_convergence(workdir: Path, comm=MPI.COMM_WORLD) -> dict:
 
 
 def _first_cycle(out_dir: Path) -> dict:
-    from fem.output import read_csv_rows
+    from fem.outputs.tables import read_csv_rows
 
     row = read_csv_rows(out_dir / "cycles.csv")[0]
     return {q: float(row[q]) for q in QUANTITIES}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gmsh
 
-from fem import tags
+from fem.geometry.facets import tag_physical_groups
 from fem.geometry.packing import Packing
 
 _RANK = {"SE": 0, "S": 2, "C": 3}
@@ -82,7 +82,7 @@ def build_block_mesh(box_um, separator_um: float, shapes: list[Shape], h_um: flo
             for d, t in outs:
                 if d == dim and _RANK[shape.phase] >= _RANK[phase_of.get(t, "SE")]:
                     phase_of[t] = shape.phase
-        _tag(dim, box_um[0], phase_of)
+        tag_physical_groups(dim, box_um[0], phase_of, 1e-9 * box_um[0])
         gmsh.model.mesh.generate(dim)
         gmsh.write(str(msh_path))
         cells = len(gmsh.model.mesh.getElementsByType(2 if dim == 2 else 4)[0])
@@ -91,28 +91,6 @@ def build_block_mesh(box_um, separator_um: float, shapes: list[Shape], h_um: flo
     meta = {"verification_shapes": [asdict(s) for s in shapes], "h_um": h_um}
     Packing(dim, tuple(box_um), separator_um, [], meta).to_json(msh_path.with_suffix(".json"))
     return {"cells": int(cells), "h_um": h_um}
-
-
-def _tag(dim: int, lx: float, phase_of: dict[int, str]) -> None:
-    """Physical groups: cells by phase, facets by the phases on both sides (fem/tags.py)."""
-    for phase in ("S", "SE", "C"):
-        vols = sorted(t for t, ph in phase_of.items() if ph == phase)
-        if vols:
-            gmsh.model.addPhysicalGroup(dim, vols, tags.CELL_TAGS[phase])
-    groups: dict[int, list[int]] = {}
-    tol = 1e-9 * lx
-    for _, facet in gmsh.model.getEntities(dim - 1):
-        up, _ = gmsh.model.getAdjacencies(dim - 1, facet)
-        if len(up) == 2:
-            a, b = (tags.CELL_TAGS[phase_of[int(v)]] for v in up)
-            tag = tags.interface_tag(a, b) if a != b else None
-        else:
-            x = gmsh.model.occ.getCenterOfMass(dim - 1, facet)[0]
-            tag = tags.ANODE if abs(x) < tol else tags.COLLECTOR if abs(x - lx) < tol else tags.LATERAL
-        if tag is not None:
-            groups.setdefault(tag, []).append(facet)
-    for tag, facets in sorted(groups.items()):
-        gmsh.model.addPhysicalGroup(dim - 1, facets, tag)
 
 
 def build_on_root(comm, msh_path: Path, *args) -> dict:

@@ -30,7 +30,7 @@ from mpi4py import MPI
 
 from fem import compat, tags
 from fem.case import Anode, Case, Conditions, Kinetics, Materials, SolverConfig
-from fem.catalysts import Catalyst
+from fem.case.catalysts import Catalyst
 from fem.constants import F, UM
 from fem.mesh import load_mesh
 from fem.physics.problem import T_REF_S, CellProblem

@@ -2,7 +2,7 @@
 
 `mpirun -n k python -m fem.verification.parallel --out DIR` runs, on k ranks: a short
 discharge / rest / charge of the committed reference cell, one 2D MMS solve, and (when
-fem.effective exists) the effective properties of the reference cell; rank 0 writes
+fem.studies.effective exists) the effective properties of the reference cell; rank 0 writes
 DIR/result.json. `run_ranks` launches it for each k and `compare` measures the differences
 against the 1-rank run.
 """
@@ -41,9 +41,9 @@ def cycle_case():
 
 
 def effective_or_none(case, comm) -> dict | None:
-    """Effective properties of the reference cell, None while fem.effective does not exist."""
+    """Effective properties of the reference cell, None while fem.studies.effective does not exist."""
     try:
-        from fem.effective import effective_properties
+        from fem.studies.effective import effective_properties
     except ImportError:
         return None
     from fem.mesh import load_mesh
@@ -53,7 +53,7 @@ def effective_or_none(case, comm) -> dict | None:
 
 
 def run_here(out: Path, comm=MPI.COMM_WORLD) -> dict:
-    from fem.output import read_csv_rows
+    from fem.outputs.tables import read_csv_rows
     from fem.simulation import run
     from fem.verification import mms
     from fem.verification.meshes import build_on_root

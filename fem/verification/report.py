@@ -212,9 +212,9 @@ def write_report(out: Path, data: dict, texts: dict) -> dict:
     for key, result in data["mms"].items():
         lines += _mms_section(key, result)
     lines += ["## 2. Analytic limits of a planar cell", "", texts["analytic"], ""] + _checks_table(data["analytic"])
-    lines += ["", "## 3. Effective properties against exact results (fem.effective)", ""]
+    lines += ["", "## 3. Effective properties against exact results (fem.verification.effective_checks)", ""]
     if data.get("effective") is None:
-        lines += ["fem.effective is not available in this tree: not checked.", ""]
+        lines += ["fem.verification.effective_checks is not available in this tree: not checked.", ""]
     else:
         lines += [texts["effective"], ""] + _checks_table(data["effective"]) + [""]
     lines += ["## 4. Mesh convergence of a discharge", "", texts["convergence"], ""]

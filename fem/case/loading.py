@@ -1,0 +1,301 @@
+"""Loading and validating a case: TOML or Python -> a checked `Case`, every problem at once."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import fields, is_dataclass, replace
+from pathlib import Path
+from typing import get_args, get_origin, get_type_hints
+
+from fem.case.catalysts import CatalystError, load_library
+from fem.case.schema import Case, GeometryConfig
+from fem.case.steps import ProtocolError, parse_step, step_text
+
+
+# --- loading and validation -------------------------------------------------------------
+
+class CaseError(ValueError):
+    """An invalid case; `errors` lists every problem, each naming its full key."""
+
+    def __init__(self, errors: list[str], source: str = "case"):
+        self.errors = errors
+        if len(errors) == 1:
+            message = f"{source}: {errors[0]}"
+        else:
+            message = f"{source}: {len(errors)} problems:\n" + "\n".join(f"  - {e}" for e in errors)
+        super().__init__(message)
+
+
+_NOT_IN_FILE = {"base_dir"}  # set by load_case, not by the user
+# units live in key names; a suggested key with one of these suffixes says which unit it expects
+_UNIT_SUFFIXES = {"_m2_s": "m2/s", "_g_cm3": "g/cm3", "_A_m2": "A/m2", "_S_m": "S/m", "_eV": "eV",
+                  "_kJ_mol": "kJ/mol", "_um": "um", "_V": "V", "_C": "degC", "_s": "s"}
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+               Path: "a file path (string)"}
+_INVALID = object()  # marks a value that failed conversion: the field keeps its default
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _unknown_key(key: str, where: str, known: list[str]) -> str:
+    """The error for an unknown key, suggesting the closest known one (case-insensitive)."""
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.6)
+    if not close:
+        return f"unknown key '{_join(where, key)}'; allowed keys here: {', '.join(known)}"
+    best = by_lower[close[0]]
+    unit = next((u for suffix, u in _UNIT_SUFFIXES.items() if best.endswith(suffix)), None)
+    note = f" (in {unit}: units are part of key names)" if unit else ""
+    return f"unknown key '{_join(where, key)}'; did you mean '{_join(where, best)}'{note}?"
+
+
+def _convert(value, hint, current, key: str, base_dir: Path, errors: list[str]):
+    """`value` from TOML as the type `hint`, or _INVALID with the problem added to `errors`."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if type(None) in get_args(hint) and len(args) == 1:
+        hint = args[0]  # Optional[X]: TOML has no null, so a given value is an X
+    origin = get_origin(hint) or hint
+    if is_dataclass(hint):
+        if isinstance(value, dict):
+            return _update(current, value, key, base_dir, errors)
+        errors.append(f"{key} must be a table ([{key}]), got {value!r}")
+    elif origin in (list, tuple):
+        if isinstance(value, list):
+            item = get_args(hint)[0] if get_args(hint) else object
+            items = [_convert(v, item, None, f"{key}[{i}]", base_dir, errors) for i, v in enumerate(value)]
+            return _INVALID if _INVALID in items else origin(items)
+        errors.append(f"{key} must be a list, got {value!r}")
+    elif origin is dict:
+        if isinstance(value, dict):
+            return value
+        errors.append(f"{key} must be a table ([{key}]), got {value!r}")
+    elif hint in _TYPE_WORDS:
+        # bool is an int in Python but not in a case file; an int is a fine float
+        ok = {bool: isinstance(value, bool),
+              int: isinstance(value, int) and not isinstance(value, bool),
+              float: isinstance(value, int | float) and not isinstance(value, bool),
+              str: isinstance(value, str), Path: isinstance(value, str | Path)}[hint]
+        if ok:
+            return (base_dir / value).resolve() if hint is Path else hint(value)
+        got = f"{value!r} (a string)" if isinstance(value, str) else repr(value)
+        errors.append(f"{key} must be {_TYPE_WORDS[hint]}, got {got}")
+    else:
+        return value  # a type this loader does not know: passed through unchecked
+    return _INVALID
+
+
+def _update(obj, table: dict, where: str, base_dir: Path, errors: list[str]):
+    """A copy of dataclass `obj` with the entries of `table`; unset fields keep obj's values."""
+    hints = get_type_hints(type(obj))
+    known = [f.name for f in fields(obj) if f.name not in _NOT_IN_FILE]
+    changes = {}
+    for key, value in table.items():
+        if key not in known:
+            errors.append(_unknown_key(key, where, known))
+            continue
+        new = _convert(value, hints[key], getattr(obj, key), _join(where, key), base_dir, errors)
+        if new is not _INVALID:
+            changes[key] = new
+    return replace(obj, **changes)
+
+
+def _leaves(obj, where: str = ""):
+    """(full key, value, class default) of every non-table field, depth first."""
+    for f in fields(obj):
+        if f.name in _NOT_IN_FILE:
+            continue
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            yield from _leaves(value, _join(where, f.name))
+        else:
+            yield _join(where, f.name), value, f.default
+
+
+def _range_errors(case: Case) -> list[str]:
+    """Every value outside its allowed range, each as one message naming the key."""
+    errors: list[str] = []
+
+    def need(key: str, value, ok: bool, allowed: str) -> None:
+        if not ok:
+            errors.append(f"{key} = {value!r} is out of range; allowed: {allowed}")
+
+    # rules by name, so fields added later are covered too
+    for key, value, default in _leaves(case):
+        name = key.rsplit(".", 1)[-1]
+        if name.endswith("_um") and isinstance(value, int | float):
+            zero_ok = default == 0  # a length whose default is 0 (a spread) may be 0
+            need(key, value, value >= 0 if zero_ok else value > 0, ">= 0" if zero_ok else "> 0 (a length)")
+        elif name == "volume_fraction":
+            need(key, value, 0 <= value < 1, "0 <= value < 1")
+        elif isinstance(value, Path):
+            path = value if value.is_absolute() else case.base_dir / value
+            if not path.is_file():
+                errors.append(f"{key}: file not found: {path}")
+    for f in fields(case.materials):
+        value = getattr(case.materials, f.name)
+        need(f"materials.{f.name}", value, value > 0, "> 0")
+
+    _geometry_errors(case.geometry, need, errors)
+    c, k, a, s, o = case.conditions, case.kinetics, case.anode, case.solver, case.output
+    need("name", case.name, bool(case.name) and not set("/\\") & set(case.name),
+         "a non-empty name without '/' or '\\' (it names the output folder)")
+    need("ocv.U0_V", case.ocv.U0_V, case.ocv.U0_V > 0, "> 0 (vs Li/Li+)")
+    need("ocv.slope_V", case.ocv.slope_V, case.ocv.slope_V >= 0, ">= 0")
+    need("ocv.end_scale_V", case.ocv.end_scale_V, case.ocv.end_scale_V >= 0, ">= 0")
+    need("kinetics.alpha_a", k.alpha_a, 0 < k.alpha_a < 1, "0 < value < 1")
+    need("kinetics.alpha_c", k.alpha_c, 0 < k.alpha_c < 1, "0 < value < 1")
+    need("kinetics.w_min", k.w_min, 0 <= k.w_min <= 1, "0 <= value <= 1")
+    need("kinetics.g_eps", k.g_eps, 0 < k.g_eps < 0.5, "0 < value < 0.5")
+    need("anode.alpha", a.alpha, 0 < a.alpha < 1, "0 < value < 1")
+    need("anode.i0_an_A_m2", a.i0_an_A_m2, a.i0_an_A_m2 > 0, "> 0")
+    need("conditions.temperature_C", c.temperature_C, -50 < c.temperature_C < 150, "-50 < value < 150 (degC)")
+    need("conditions.initial_lithiation", c.initial_lithiation, 0 < c.initial_lithiation < 1,
+         "0 < value < 1 (0 = S8, 1 = Li2S)")
+    need("solver.dt_min_s", s.dt_min_s, s.dt_min_s > 0, "> 0")
+    if not s.dt_min_s <= s.dt_initial_s <= s.dt_max_s:
+        errors.append("time steps must satisfy solver.dt_min_s <= solver.dt_initial_s <= solver.dt_max_s, got "
+                      f"{s.dt_min_s!r} <= {s.dt_initial_s!r} <= {s.dt_max_s!r}")
+    need("solver.dV_target_V", s.dV_target_V, s.dV_target_V > 0, "> 0")
+    need("solver.dx_target", s.dx_target, 0 < s.dx_target <= 1, "0 < value <= 1")
+    need("solver.cutoff_tol_V", s.cutoff_tol_V, s.cutoff_tol_V > 0, "> 0")
+    need("solver.cutoff_tol_rel_current", s.cutoff_tol_rel_current, 0 < s.cutoff_tol_rel_current < 1,
+         "0 < value < 1")
+    need("solver.max_newton_iterations", s.max_newton_iterations, s.max_newton_iterations >= 1, ">= 1")
+    need("solver.newton_rtol", s.newton_rtol, s.newton_rtol > 0, "> 0")
+    need("solver.newton_atol", s.newton_atol, s.newton_atol > 0, "> 0")
+    need("solver.linear_solver", s.linear_solver, s.linear_solver in ("direct", "iterative"),
+         "'direct' or 'iterative'")
+    need("output.progress", o.progress, o.progress in ("auto", "on", "off"), "'auto', 'on' or 'off'")
+    need("output.fields_every_s", o.fields_every_s, o.fields_every_s >= 0, ">= 0 (0: end of every step)")
+    _catalyst_errors(case, errors)
+    _protocol_errors(case, need, errors)
+    _ageing_errors(case, need)
+    return errors
+
+
+def _ageing_errors(case: Case, need) -> None:
+    a, lc = case.ageing, case.long_cycling
+    need("ageing.k_contact", a.k_contact, 0 <= a.k_contact < 1, "0 <= value < 1 (per cycle)")
+    need("ageing.p_contact", a.p_contact, a.p_contact >= 0, ">= 0")
+    need("ageing.k_sulfur_loss", a.k_sulfur_loss, 0 <= a.k_sulfur_loss < 1, "0 <= value < 1 (per cycle)")
+    need("long_cycling.tol_slow", lc.tol_slow, lc.tol_slow > 0, "> 0")
+    need("long_cycling.tol_capacity", lc.tol_capacity, lc.tol_capacity > 0, "> 0")
+    need("long_cycling.max_jump_cycles", lc.max_jump_cycles, lc.max_jump_cycles >= 0, ">= 0")
+    need("long_cycling.jump_growth", lc.jump_growth, lc.jump_growth >= 1, ">= 1")
+    need("long_cycling.warmup_cycles", lc.warmup_cycles, lc.warmup_cycles >= 2,
+         ">= 2 (the capacity trend needs two cycles after the first)")
+    bad = [c for c in lc.simulate_cycles if not 1 <= c <= case.protocol.cycles]
+    need("long_cycling.simulate_cycles", lc.simulate_cycles, not bad, "cycles in 1..protocol.cycles")
+    try:
+        known = load_library(case.catalysts)
+    except CatalystError:
+        known = {}  # reported by _catalyst_errors
+    unknown = [c for c in case.comparison.catalysts if c not in known]
+    need("comparison.catalysts", case.comparison.catalysts, not unknown or not known,
+         "names in the catalyst library or in [catalysts.<name>] tables")
+    need("comparison.voltage_cycles", case.comparison.voltage_cycles,
+         bool(case.comparison.voltage_cycles) and all(c >= 1 for c in case.comparison.voltage_cycles),
+         "a non-empty list of cycles >= 1")
+    temps = lc.activation_temperatures_C
+    need("long_cycling.activation_temperatures_C", temps,
+         len(set(temps)) >= 2 and all(-50 < t < 150 for t in temps),
+         "at least two different temperatures in (-50, 150) degC")
+
+
+def _geometry_errors(g: GeometryConfig, need, errors: list[str]) -> None:
+    need("geometry.dimension", g.dimension, g.dimension in (2, 3), "2 or 3")
+    for phase in ("sulfur", "carbon"):
+        fraction = getattr(g, phase).volume_fraction
+        need(f"geometry.{phase}.volume_fraction", fraction, fraction > 0, "0 < value < 1 (the phase is required)")
+    total = g.sulfur.volume_fraction + g.carbon.volume_fraction + g.void.volume_fraction
+    if total >= 1:
+        errors.append("geometry.sulfur.volume_fraction + geometry.carbon.volume_fraction + "
+                      f"geometry.void.volume_fraction = {total:g} must be < 1 (the rest is solid electrolyte)")
+    for phase in ("sulfur", "carbon", "void"):
+        spec = getattr(g, phase)
+        need(f"geometry.{phase}.radius_min_um", spec.radius_min_um, spec.radius_min_um <= spec.radius_mean_um,
+             f"<= geometry.{phase}.radius_mean_um = {spec.radius_mean_um!r}")
+    need("geometry.mesh.size_min_um", g.mesh.size_min_um, g.mesh.size_min_um <= g.mesh.size_max_um,
+         f"<= geometry.mesh.size_max_um = {g.mesh.size_max_um!r}")
+    need("geometry.carbon.kind", g.carbon.kind, g.carbon.kind in ("fibres", "aggregates"),
+         "'fibres' or 'aggregates'")
+    need("geometry.carbon.segment_overlap", g.carbon.segment_overlap, 0 < g.carbon.segment_overlap < 1,
+         "0 < value < 1")
+    if g.mesh_file is not None:
+        if g.particles_file is not None:
+            errors.append("geometry.mesh_file and geometry.particles_file exclude each other: "
+                          "a mesh file comes with its own particle JSON beside it")
+        if g.mesh_file.suffix != ".msh":
+            errors.append(f"geometry.mesh_file must be a gmsh .msh file, got {g.mesh_file}")
+        elif g.mesh_file.is_file() and not g.mesh_file.with_suffix(".json").is_file():
+            errors.append(f"geometry.mesh_file: the particle list {g.mesh_file.with_suffix('.json')} "
+                          "must lie beside the mesh (same name, .json)")
+
+
+def _catalyst_errors(case: Case, errors: list[str]) -> None:
+    try:
+        known = list(load_library(case.catalysts))
+    except CatalystError as err:
+        errors += err.errors
+        library = list(load_library())
+        known = library + [name for name in case.catalysts if name not in library]
+    if case.kinetics.catalyst not in known:
+        errors.append(f"kinetics.catalyst = {case.kinetics.catalyst!r} is not in the catalyst library; "
+                      f"known: {', '.join(known)} (or add a [catalysts.<name>] table)")
+
+
+def _protocol_errors(case: Case, need, errors: list[str]) -> None:
+    p = case.protocol
+    need("protocol.cycles", p.cycles, p.cycles >= 1, ">= 1")
+    if not p.steps:
+        errors.append("protocol.steps is empty; give at least one step, e.g. \"Discharge at 1 mA/cm2 until 0.6 V\"")
+    for i, text in enumerate(p.steps):
+        try:
+            parse_step(text, case.anode.U_an_V)
+        except ProtocolError as err:
+            errors.append(f"protocol.steps[{i}] (step {i + 1}): {err}")
+
+
+def validate_case(case: Case, source: str | None = None) -> None:
+    """Raise CaseError listing every out-of-range value of a case built in code or loaded."""
+    errors = _range_errors(case)
+    if errors:
+        raise CaseError(errors, source or f"case {case.name!r}")
+
+
+def load_case(path: str | Path) -> Case:
+    """Read and validate a TOML case file; relative file paths resolve from its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"case file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise CaseError([f"not a valid TOML file: {err}"], str(path)) from None
+    base_dir = path.resolve().parent
+    errors: list[str] = []
+    case = _update(Case(name=path.stem, base_dir=base_dir), data, "", base_dir, errors)
+    errors += _range_errors(case)
+    if errors:
+        raise CaseError(errors, str(path))
+    return case
+
+
+def updated_case(case: Case, changes: dict) -> Case:
+    """A validated copy of `case` with `changes` (nested dicts as in a case file; protocol steps
+    as strings or typed Steps); raises CaseError listing every problem, as load_case does."""
+    if not isinstance(changes, dict):
+        raise CaseError([f"changes must be a dict of tables and keys, got {changes!r}"], f"case {case.name!r}")
+    changes = dict(changes)
+    protocol = changes.get("protocol")
+    if isinstance(protocol, dict) and isinstance(protocol.get("steps"), list | tuple):
+        changes["protocol"] = {**protocol, "steps": [step_text(s) for s in protocol["steps"]]}
+    errors: list[str] = []
+    new = _update(case, changes, "", case.base_dir, errors)
+    errors += _range_errors(new)
+    if errors:
+        raise CaseError(errors, f"case {new.name!r}")
+    return new

@@ -1,0 +1,206 @@
+"""The case schema: dataclasses with the defaults of MODEL.md, units in every field name.
+
+A case file (TOML) maps one table to one dataclass below; `fem.case.loading` parses and
+validates it at the boundary so nothing deeper in the solver has to check its inputs again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+# --- geometry ---------------------------------------------------------------------------
+
+@dataclass
+class PhaseSpec:
+    """Particles of one phase in a generated cathode layer (disks in 2D, spheres in 3D)."""
+
+    volume_fraction: float = 0.0  # of the cathode layer, target
+    radius_mean_um: float = 1.5
+    radius_std_um: float = 0.0
+    radius_min_um: float = 0.3
+
+
+@dataclass
+class CarbonSpec(PhaseSpec):
+    """Catalyst-coated carbon: connected chains of fused particles grown from the collector."""
+
+    volume_fraction: float = 0.20
+    radius_mean_um: float = 0.6
+    radius_std_um: float = 0.0
+    radius_min_um: float = 0.3
+    kind: str = "fibres"  # "fibres" (chains) or "aggregates" (branched clusters)
+    # centre spacing along a chain, in units of the radius sum; above 0.5 so that second
+    # neighbours do not touch (tangent spheres make OpenCASCADE booleans crawl or fail)
+    segment_overlap: float = 0.75
+
+
+@dataclass
+class MeshConfig:
+    size_min_um: float = 0.25  # element size at interfaces
+    size_max_um: float = 1.5  # element size far from interfaces
+    size_transition_um: float = 2.0  # distance over which the size grows from min to max
+
+
+@dataclass
+class GeometryConfig:
+    dimension: int = 2
+    separator_um: float = 10.0
+    thickness_um: float = 30.0  # cathode layer
+    width_um: float = 30.0  # lateral size (W in 2D, W x W in 3D)
+    seed: int = 1
+    min_gap_um: float = 0.1  # smallest gap/overlap between different surfaces (no slivers)
+    contact_overlap_um: float = 0.1  # S-C overlap that makes a conforming contact (C wins)
+    sulfur: PhaseSpec = field(default_factory=lambda: PhaseSpec(0.28, 2.0, 0.4, 0.8))
+    carbon: CarbonSpec = field(default_factory=CarbonSpec)
+    void: PhaseSpec = field(default_factory=lambda: PhaseSpec(0.0, 1.0, 0.0, 0.3))
+    particles_file: Path | None = None  # explicit particle list (JSON), replaces generation
+    mesh_file: Path | None = None  # ready .msh (its particle JSON beside it), replaces meshing
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+
+
+# --- physics ----------------------------------------------------------------------------
+
+@dataclass
+class Materials:
+    kappa_SE_S_m: float = 0.3  # at 25 degC
+    Ea_kappa_SE_eV: float = 0.35
+    sigma_C_S_m: float = 1000.0
+    sigma_S_S_m: float = 1.0
+    D_S_m2_s: float = 1e-14
+    density_S_g_cm3: float = 2.07
+    density_SE_g_cm3: float = 1.87
+    density_C_g_cm3: float = 2.0
+
+
+@dataclass
+class OCVConfig:
+    """U(x) vs Li/Li+: plateau U0 with a mild slope and logarithmic steep ends, or a table."""
+
+    U0_V: float = 2.20
+    slope_V: float = 0.05  # U drop across the plateau from x=0 to x=1
+    end_scale_V: float = 0.0257  # weight of ln((1-x)/x): steepness of the ends
+    table_file: Path | None = None  # CSV with header x,U_V (vs Li/Li+), x increasing
+
+
+@dataclass
+class Kinetics:
+    catalyst: str = "Cu1Ni1-PCN"
+    alpha_a: float = 0.5
+    alpha_c: float = 0.5
+    l_cat_um: float = 0.5  # reach of the catalyst along S|SE
+    w_min: float = 0.01  # uncatalysed background weight
+    g_eps: float = 1e-3  # regularisation of g(x) at x = 0 and 1
+
+
+@dataclass
+class Anode:
+    U_an_V: float = 0.62  # Li-In vs Li/Li+
+    i0_an_A_m2: float = 5.5
+    alpha: float = 0.5
+
+
+@dataclass
+class Conditions:
+    temperature_C: float = 25.0
+    initial_lithiation: float = 0.01  # x at t = 0 (0 = S8)
+
+
+@dataclass
+class ProtocolConfig:
+    steps: list[str] = field(default_factory=lambda: [
+        "Discharge at 1 mA/cm2 until 0.6 V",
+        "Rest for 10 minutes",
+        "Charge at 1 mA/cm2 until 2.4 V",
+        "Rest for 10 minutes",
+    ])
+    cycles: int = 1
+
+
+@dataclass
+class SolverConfig:
+    dt_initial_s: float = 1.0
+    dt_min_s: float = 1e-3
+    dt_max_s: float = 300.0
+    dV_target_V: float = 0.01  # voltage change per step the step-size control aims at
+    dx_target: float = 0.05  # largest change of lithiation per step
+    cutoff_tol_V: float = 1e-3  # cut-off voltages are hit within this
+    cutoff_tol_rel_current: float = 0.01  # current cut-offs (holds) within this fraction
+    max_newton_iterations: int = 25
+    newton_rtol: float = 1e-9
+    newton_atol: float = 1e-8  # max |residual entry|, above its roundoff floor (~1e-9)
+    linear_solver: str = "direct"  # "direct" (MUMPS LU) or "iterative" (GMRES + BoomerAMG)
+
+
+@dataclass
+class AgeingConfig:
+    """Catalyst-independent fade between cycles (MODEL.md section 6); the catalyst's own
+    ageing (k_deact, buffering) is in its record. DoD = discharge capacity / theoretical."""
+
+    k_contact: float = 1e-5  # S|SE contact loss per cycle at DoD = 1: df_c/dn = -k DoD^p f_c
+    p_contact: float = 2.0  # DoD exponent of the contact loss
+    k_sulfur_loss: float = 0.0  # fraction of the active S lost per cycle at DoD = 1 (inert after)
+
+
+@dataclass
+class LongCyclingConfig:
+    """Cycle jumping (MODEL.md section 7): full FEM cycles only where the ageing needs them.
+
+    Off (jump = false) every cycle of the protocol is simulated. Cycles 1..warmup_cycles,
+    10, the last one and those in simulate_cycles are always simulated.
+    """
+
+    jump: bool = False
+    tol_slow: float = 0.02  # largest change of ln(activity), ln(f_c), ln(active S) per jump
+    tol_capacity: float = 0.02  # largest predicted capacity change per jump, / cycle-1 capacity
+    max_jump_cycles: int = 1000  # most cycles skipped in one jump
+    jump_growth: float = 3.0  # a jump skips at most this many times the previous one (+1)
+    warmup_cycles: int = 3  # consecutive full cycles at the start
+    simulate_cycles: list[int] = field(default_factory=list)
+    activation_energy: bool = True  # Ea from R_ct(T) after every simulated cycle
+    activation_temperatures_C: list[float] = field(default_factory=lambda: [15.0, 25.0, 35.0, 45.0])
+    checkpoint: bool = True  # slow state + fields at every simulated cycle boundary
+
+
+@dataclass
+class ComparisonConfig:
+    """A catalyst comparison (fem.studies.comparison): the case run once per catalyst listed here."""
+
+    catalysts: list[str] = field(default_factory=list)  # empty: an ordinary case
+    voltage_cycles: list[int] = field(default_factory=lambda: [1, 100, 1000])  # voltage curves shown
+
+
+@dataclass
+class OutputConfig:
+    fields: bool = True  # XDMF/HDF5 fields
+    fields_every_s: float = 0.0  # 0: only at the end of every protocol step
+    plots: bool = True
+    progress: str = "auto"  # "auto" (on a terminal, not under CI), "on", "off"
+
+
+@dataclass
+class Case:
+    name: str = "case"
+    base_dir: Path = Path(".")  # folder of the case file: relative paths resolve from here
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    materials: Materials = field(default_factory=Materials)
+    ocv: OCVConfig = field(default_factory=OCVConfig)
+    kinetics: Kinetics = field(default_factory=Kinetics)
+    anode: Anode = field(default_factory=Anode)
+    conditions: Conditions = field(default_factory=Conditions)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    ageing: AgeingConfig = field(default_factory=AgeingConfig)
+    long_cycling: LongCyclingConfig = field(default_factory=LongCyclingConfig)
+    comparison: ComparisonConfig = field(default_factory=ComparisonConfig)
+    catalysts: dict = field(default_factory=dict)  # user catalyst records, name -> fields
+
+    def updated(self, changes: dict) -> Case:
+        """A validated copy with `changes`, nested like a case file, e.g.
+        case.updated({"kinetics": {"catalyst": "Cu1-PCN"}, "protocol": {"cycles": 3}});
+        raises fem.CaseError naming every bad key and value, as for a TOML file."""
+        from fem.case.loading import updated_case
+
+        return updated_case(self, changes)

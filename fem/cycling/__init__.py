@@ -1,0 +1,1 @@
+"""Stage 7, cycling: the cycle loop, the slow ageing state, cycle jumping, checkpoints, Ea."""

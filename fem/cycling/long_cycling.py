@@ -1,0 +1,172 @@
+"""The cycles of a run (MODEL.md sections 6-7): full FEM cycles where the planner asks for them,
+cycle jumps in between, the slow ageing state, activation energies and checkpoints.
+
+With long_cycling.jump = false every cycle is a full FEM cycle and the slow state still ages
+from one cycle to the next: this is the brute-force reference of the jumping runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from fem.cycling import activation, ageing, checkpoint
+from fem.cycling.ageing import SlowState, Throughput
+from fem.constants import MAH_CM2_PER_C_M2
+from fem.cycling.cycle import Recorder, run_cycle
+from fem.cycling.jumping import RETENTION_REFERENCE_CYCLE, JumpPlanner, interpolate, predict, trend
+from fem.cycling.records import CYCLE_COLUMNS, cycle_summaries
+from fem.physics.problem import Measurement
+
+# columns of cycles.csv that scale with the active sulfur (the rest are ratios or voltages)
+SCALED_COLUMNS = ["discharge_capacity_mAh_gS", "charge_capacity_mAh_gS", "discharge_capacity_mAh_cm2",
+                  "charge_capacity_mAh_cm2", "discharge_energy_mWh_cm2", "charge_energy_mWh_cm2"]
+SLOW_COLUMNS = ["simulated", "catalyst_activity", "contact_factor", "active_sulfur_fraction",
+                "catalyst_Ea_kJ_mol"]
+
+
+class LongCycling:
+    """Runs cycles next_cycle..N of one case; its attributes are what a checkpoint keeps."""
+
+    def __init__(self, problem, case, catalyst, steps, runner, recorder: Recorder, rows: list,
+                 on_step_end, out_dir: Path, comm):
+        self.problem, self.case, self.catalyst, self.steps = problem, case, catalyst, steps
+        self.runner, self.recorder, self.rows, self.on_step_end = runner, recorder, rows, on_step_end
+        self.out_dir, self.comm = Path(out_dir), comm
+        self.n_cycles = case.protocol.cycles
+        self.planner = JumpPlanner(case.long_cycling, self.n_cycles)
+        self.loading = problem.sulfur_loading_mg_cm2()
+        self.Q_th_mAh_cm2 = problem.one_C_A_m2() * 3600.0 * MAH_CM2_PER_C_M2
+        self.fingerprint = checkpoint.case_fingerprint(case)
+        # the checkpointed state
+        self.slow = SlowState()
+        self.next_cycle, self.next_simulated, self.k_previous = 1, 1, 0
+        self.t_s = 0.0
+        self.fem: dict[int, dict] = {}  # simulated cycle -> its FEM cycle summary (unscaled)
+        self.slow_history: list[SlowState] = []  # at the start of each cycle so far
+        self.activation_rows: list[dict] = []
+        self.wall_before_s = 0.0
+        self.resumed_from_cycle = None
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def run(self) -> None:
+        wall0 = time.perf_counter()
+        lc = self.case.long_cycling
+        while self.next_cycle <= self.n_cycles:
+            cycle = self.next_cycle
+            self.slow_history.append(self.slow)
+            simulated = cycle == self.next_simulated
+            if simulated:
+                self._simulate(cycle)
+            else:
+                self._skip(cycle)
+            self.next_cycle += 1
+            if simulated and lc.checkpoint:
+                self._save(time.perf_counter() - wall0)
+        self.recorder.progress.done()
+
+    def _simulate(self, cycle: int) -> None:
+        ageing.apply(self.problem, self.slow)
+        start = len(self.rows)
+        self.t_s = run_cycle(self.problem, cycle, self.steps, self.runner, self.recorder, self.on_step_end,
+                             self.t_s)
+        self.fem[cycle] = cycle_summaries(self.rows[start:], self.loading)[0]
+        after = ageing.advance(self.slow, self.catalyst, self.case.ageing,
+                               self._throughput(self.fem[cycle]["discharge_capacity_mAh_cm2"],
+                                                self.fem[cycle]["charge_capacity_mAh_cm2"]))
+        lc = self.case.long_cycling
+        if lc.activation_energy:
+            a = self.slow.catalyst_activity
+            try:
+                row = activation.measure(self.problem, lc.activation_temperatures_C, a)
+            except activation.MeasurementError:
+                # a missing point of the Ea curve is no reason to lose the run
+                row = dict.fromkeys(activation.COLUMNS[1:6], math.nan)
+            self.activation_rows.append({"cycle": cycle, **row, "catalyst_activity": a,
+                                         "catalyst_Ea_kJ_mol": self.slow.as_row(self.catalyst)["catalyst_Ea_kJ_mol"]})
+        slope = trend(self._points("discharge_capacity_mAh_cm2"))
+        self.next_simulated = self.planner.next_simulated(
+            cycle, self.k_previous, self.slow.log_change(after), slope,
+            self.fem[1]["discharge_capacity_mAh_cm2"])
+        self.k_previous = self.next_simulated - cycle - 1
+        self.slow = after
+
+    def _skip(self, cycle: int) -> None:
+        """Advance the slow state over a skipped cycle with its extrapolated throughput."""
+        discharge = predict(self._points("discharge_capacity_mAh_cm2"), cycle)
+        charge = predict(self._points("charge_capacity_mAh_cm2"), cycle)
+        self.slow = ageing.advance(self.slow, self.catalyst, self.case.ageing, self._throughput(discharge, charge))
+
+    def _throughput(self, discharge_mAh_cm2: float, charge_mAh_cm2: float) -> Throughput:
+        s = self.slow.active_sulfur_fraction / self.Q_th_mAh_cm2
+        return Throughput(max(discharge_mAh_cm2, 0.0) * s, max(charge_mAh_cm2, 0.0) * s)
+
+    def _points(self, column: str) -> list[tuple[int, float]]:
+        return [(c, self.fem[c][column]) for c in sorted(self.fem)]
+
+    # --- results ------------------------------------------------------------------------
+
+    def cycle_rows(self) -> list[dict]:
+        """cycles.csv: every cycle, skipped ones interpolated, capacities times the active S."""
+        cycles = list(range(1, len(self.slow_history) + 1))
+        columns = [c for c in CYCLE_COLUMNS if c != "cycle"]
+        values = {col: interpolate(self._points(col), cycles) for col in columns}
+        rows = []
+        for k, cycle in enumerate(cycles):
+            slow = self.slow_history[k]
+            row = {"cycle": cycle, **{col: values[col][k] for col in columns}}
+            for col in SCALED_COLUMNS:
+                row[col] *= slow.active_sulfur_fraction
+            rows.append({**row, "simulated": cycle in self.fem, **slow.as_row(self.catalyst)})
+        return rows
+
+    @staticmethod
+    def retention(rows: list[dict]) -> float:
+        """Last discharge capacity over that of cycle 10 (cycle 1 in shorter runs)."""
+        reference = RETENTION_REFERENCE_CYCLE if len(rows) >= RETENTION_REFERENCE_CYCLE else 1
+        ref = rows[reference - 1]["discharge_capacity_mAh_gS"]
+        return rows[-1]["discharge_capacity_mAh_gS"] / ref if ref > 0 else float("nan")
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    def _save(self, wall_s: float) -> None:
+        r = self.recorder
+        state = {
+            "fingerprint": self.fingerprint,
+            "slow": asdict(self.slow), "next_cycle": self.next_cycle, "next_simulated": self.next_simulated,
+            "k_previous": self.k_previous, "t_s": self.t_s, "fem": self.fem,
+            "slow_history": [asdict(s) for s in self.slow_history], "activation_rows": self.activation_rows,
+            "recorder": {"Q_net_C_m2": r.Q_net_C_m2, "steps_taken": r.steps_taken,
+                         "max_balance_error_A_m2": r.max_balance_error_A_m2, "last": asdict(r.last),
+                         "last_t_s": r.last_t_s},
+            "newton_iterations": self.problem.solver.total_iterations,
+            "wall_time_s": self.wall_before_s + wall_s,
+        }
+        checkpoint.save(self.out_dir, self.comm, self.problem, self.next_cycle - 1, state)
+
+    def resume(self) -> int | None:
+        """Load the checkpoint of out_dir if there is one; returns the last cycle it holds."""
+        meta = checkpoint.load(self.out_dir, self.comm, self.problem, self.fingerprint)
+        if meta is None:
+            return None
+        self.slow = SlowState(**meta["slow"])
+        self.next_cycle, self.next_simulated = meta["next_cycle"], meta["next_simulated"]
+        self.k_previous, self.t_s = meta["k_previous"], meta["t_s"]
+        self.fem = {int(c): v for c, v in meta["fem"].items()}
+        self.slow_history = [SlowState(**s) for s in meta["slow_history"]]
+        self.activation_rows = meta["activation_rows"]
+        self.wall_before_s = meta["wall_time_s"]
+        rec = meta["recorder"]
+        r = self.recorder
+        r.Q_net_C_m2, r.steps_taken = rec["Q_net_C_m2"], rec["steps_taken"]
+        r.max_balance_error_A_m2, r.last_t_s = rec["max_balance_error_A_m2"], rec["last_t_s"]
+        r.last = Measurement(**rec["last"])
+        self.problem.solver.total_iterations = meta["newton_iterations"]
+        # a run resumed with other cycles or forced cycles: do not jump over the ones it has now
+        later_forced = [c for c in self.planner.forced if c >= self.next_cycle]
+        self.next_simulated = min([self.next_simulated, *later_forced])
+        self.resumed_from_cycle = meta["cycle"]
+        return meta["cycle"]

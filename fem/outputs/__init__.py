@@ -1,0 +1,1 @@
+"""Stage 8, outputs: tables and summaries, fields for ParaView, plots, the terminal."""

@@ -1,0 +1,246 @@
+"""Runs one protocol step in time: adaptive backward-Euler steps, Newton-failure retries, and
+cut-offs landed within tolerance by bracketing the last time step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from petsc4py import PETSc
+
+from fem.case import SolverConfig
+from fem.physics.problem import CellProblem, Measurement
+from fem.physics.spaces import X
+from fem.case.steps import Step
+from fem.solver import NewtonSolver
+
+GROWTH_MAX = 2.0  # largest growth of dt from one step to the next
+SHRINK_ON_FAILURE = 0.25
+DI_REL_TARGET = 0.2  # relative current change per step under voltage control
+LANDING_DT_FLOOR_S = 1e-9  # the cut-off bracket may shrink to this before giving up
+LANDING_MAX_FAILURES = 3  # ... or Newton may fail this often in it
+RAMP_FRACTIONS = (1 / 64, 1 / 16, 1 / 4, 1 / 2)  # soft start of a current step
+SOFT_START_AFTER = SHRINK_ON_FAILURE ** 2  # ... once its first step has failed twice
+BALANCE_TOL_REL = 1e-4  # an accepted step balances the cell's currents to this fraction ...
+BALANCE_FLOOR_A_M2 = 0.01  # ... of |I| or of this, whichever is larger
+
+
+class SimulationError(RuntimeError):
+    """The solver could not continue (Newton failed at the smallest allowed time step)."""
+
+
+@dataclass
+class StepEnd:
+    reason: str  # "voltage cut-off", "current cut-off", "duration"
+    t_s: float  # time at the end of the step
+    dt_s: float  # last successful dt (a hint for the next step)
+
+
+@dataclass
+class Accepted:
+    """One accepted time step, handed to the recorder."""
+
+    t_s: float
+    dt_s: float
+    iterations: int
+    measurement: Measurement
+
+
+class StepRunner:
+    def __init__(self, problem: CellProblem, config: SolverConfig,
+                 on_accept: Callable[[Step, Accepted], None]):
+        self.problem, self.config, self.on_accept = problem, config, on_accept
+        comm = problem.comm
+        Vx, to_parent = problem.spaces.collapsed[X]
+        self._x_dofs = to_parent[problem.spaces.active[X]]
+        self._max = lambda v: comm.allreduce(v, op=_mpi_max())
+
+    def run(self, step: Step, t0_s: float, previous: Measurement) -> StepEnd:
+        self._apply_control(step)
+        cfg = self.config
+        t, dt, elapsed = t0_s, cfg.dt_initial_s, 0.0
+        first, ramped = True, False
+        while True:
+            dt = min(dt, cfg.dt_max_s)
+            if step.duration_s is not None:
+                dt = min(dt, step.duration_s - elapsed)
+            converged, iterations, m = self._try(dt)
+            if not converged:
+                dt *= SHRINK_ON_FAILURE
+                if first and not ramped and step.current_A_m2 and dt <= cfg.dt_initial_s * SOFT_START_AFTER:
+                    t, elapsed, previous = self._soft_start(step, t, elapsed)
+                    dt, ramped = cfg.dt_initial_s, True
+                    continue
+                if dt < cfg.dt_min_s:
+                    raise SimulationError(
+                        f"Newton did not converge at t = {t:.1f} s in '{step.text}' even with "
+                        f"dt = {dt:.2e} s (solver.dt_min_s = {cfg.dt_min_s})")
+                continue
+            crossed = self._crossed(step, m)
+            if crossed and not self._within_tolerance(step, m):
+                dt, iterations, m = self._land_on_cutoff(step, dt, previous, m)
+            dx = self._max_dx()
+            self.problem.accept()
+            t += dt
+            elapsed += dt
+            self.on_accept(step, Accepted(t, dt, iterations, m))
+            if crossed:
+                return StepEnd("current cut-off" if step.kind == "hold" else "voltage cut-off", t, dt)
+            if step.duration_s is not None and elapsed >= step.duration_s * (1 - 1e-12):
+                return StepEnd("duration", t, dt)
+            dt = self._next_dt(dt, iterations, previous, m, dx, ignore_voltage=first)
+            previous, first = m, False
+
+    def _soft_start(self, step: Step, t: float, elapsed: float):
+        """Reach a current that Newton cannot take from rest in one go (a slow catalyst needs
+        a large overpotential at once) through accepted sub-steps at RAMP_FRACTIONS of it,
+        each 10 dt_min_s long, so the charge they pass is negligible."""
+        dt = 10 * self.config.dt_min_s
+        for fraction in RAMP_FRACTIONS:
+            self.problem.set_current(fraction * step.current_A_m2)
+            converged, iterations, m = self._try(dt)
+            if not converged:
+                raise SimulationError(f"Newton did not converge at t = {t:.1f} s in '{step.text}' "
+                                      f"even at {fraction:g} of the current")
+            self.problem.accept()
+            t, elapsed = t + dt, elapsed + dt
+            self.on_accept(step, Accepted(t, dt, iterations, m))
+        self.problem.set_current(step.current_A_m2)
+        return t, elapsed, m
+
+    # --- controls and cut-offs ------------------------------------------------------------
+
+    def _apply_control(self, step: Step):
+        if step.kind == "hold":
+            self.problem.set_voltage(step.voltage_V)
+        else:
+            self.problem.set_current(step.current_A_m2 if step.kind != "rest" else 0.0)
+
+    def _try(self, dt):
+        try:
+            converged, iterations = self.problem.solve(dt)
+        except PETSc.Error:
+            # a too-long step can leave NaN in the Jacobian and break MUMPS for good: a failed
+            # attempt like any other, retried with a shorter dt by a fresh solver
+            self._renew_solver()
+            return False, 0, None
+        if not converged:
+            # a diverging iterate (NaN, failed LU factorisation) can leave the solver unusable
+            self._renew_solver()
+        m = self.problem.measure() if converged else None
+        if m is not None and not self._balanced(m):
+            # Newton's relative test can pass from a wild first guess (a huge initial residual)
+            # while the charge does not balance: such a state must not be accepted
+            self._renew_solver()
+            return False, iterations, None
+        return converged, iterations, m
+
+    @staticmethod
+    def _balanced(m: Measurement) -> bool:
+        scale = max(abs(m.I_A_m2), BALANCE_FLOOR_A_M2)
+        worst = max(abs(m.I_reaction_A_m2 - m.I_A_m2), abs(m.I_collector_A_m2 - m.I_A_m2),
+                    abs(m.I_storage_A_m2 - m.I_A_m2))
+        return worst <= BALANCE_TOL_REL * scale  # NaN fails too
+
+    def _renew_solver(self):
+        p, old = self.problem, self.problem.solver
+        p.u.x.array[:] = p.u_n.x.array
+        p.solver = NewtonSolver(p.F_form, p.J_form, p.u, p.bcs, p.comm, self.config)
+        p.solver.total_iterations = old.total_iterations
+        # PETSc's options database is bounded: the old solver's prefixed options go with it
+        prefix = old.snes.getOptionsPrefix()
+        options = PETSc.Options()
+        for key in [k for k in options.getAll() if k.startswith(prefix)]:
+            options.delValue(key)
+        old.destroy()
+
+    @staticmethod
+    def _crossed(step: Step, m: Measurement) -> bool:
+        if step.kind == "hold":
+            return step.until_current_A_m2 is not None and abs(m.I_A_m2) <= step.until_current_A_m2
+        if step.until_voltage_V is None:
+            return False
+        if step.kind == "discharge":
+            return m.V <= step.until_voltage_V
+        return m.V >= step.until_voltage_V
+
+    def _within_tolerance(self, step: Step, m: Measurement) -> bool:
+        if step.kind == "hold":
+            return abs(m.I_A_m2) >= step.until_current_A_m2 * (1 - self.config.cutoff_tol_rel_current)
+        return abs(m.V - step.until_voltage_V) <= self.config.cutoff_tol_V
+
+    def _land_on_cutoff(self, step: Step, dt_hi, previous: Measurement, m_hi: Measurement):
+        """Shorten the last step until the cut-off is met within tolerance (Illinois method,
+        bisection after a failed try); when the bracket collapses or Newton keeps failing in it,
+        the crossing step closest to the cut-off ends the step."""
+        def gap(m):
+            if step.kind == "hold":
+                return abs(m.I_A_m2) - step.until_current_A_m2
+            return m.V - step.until_voltage_V
+
+        lo, g_lo = 0.0, gap(previous)
+        hi, g_hi = dt_hi, gap(m_hi)
+        u = self.problem.u.x.array
+        # the state of the best crossing step is kept: solving it again may not converge
+        best = (dt_hi, 0, m_hi, u.copy())
+        failed, failures = False, 0
+        for _ in range(60):
+            if failed or g_hi == g_lo:
+                dt = 0.5 * (lo + hi)
+            else:
+                dt = hi - g_hi * (hi - lo) / (g_hi - g_lo)
+                dt = min(max(dt, lo + 0.01 * (hi - lo)), hi - 0.01 * (hi - lo))
+            converged, iterations, m = self._try(dt)
+            failed = not converged
+            if failed:
+                # Newton fails between the last state and the cut-off where the voltage runs
+                # away (the end of charge of Ni1-PCN: 54 failed tries of 25 iterations each,
+                # 60 % of its Newton work, when the secant kept trying just below the failure)
+                failures += 1
+                if failures >= LANDING_MAX_FAILURES:
+                    break
+                hi = dt  # treat as beyond: shrink the bracket from above
+                continue
+            if self._crossed(step, m):
+                best = (dt, iterations, m, u.copy())
+                if self._within_tolerance(step, m):
+                    return dt, iterations, m
+                hi, g_hi, g_lo = dt, gap(m), g_lo * 0.5
+            else:
+                lo, g_lo, g_hi = dt, gap(m), g_hi * 0.5
+            # not dt_min_s: near the end of a discharge V can fall by more than 1 mV per ms
+            if hi - lo < LANDING_DT_FLOOR_S:
+                break
+        # the bracket collapsed: take the crossing step closest to the cut-off
+        dt, iterations, m, u_best = best
+        u[:] = u_best
+        self.problem.dt.value = dt  # accept() records the step length from it
+        return dt, iterations, m
+
+    # --- step-size control ----------------------------------------------------------------
+
+    def _max_dx(self) -> float:
+        u, u_n = self.problem.u.x.array, self.problem.u_n.x.array
+        local = float(np.max(np.abs(u[self._x_dofs] - u_n[self._x_dofs]), initial=0.0))
+        return self._max(local)
+
+    def _next_dt(self, dt, iterations, previous: Measurement, m: Measurement, dx,
+                 ignore_voltage: bool) -> float:
+        cfg = self.config
+        factors = [GROWTH_MAX, cfg.dx_target / max(dx, 1e-12)]
+        if not ignore_voltage:
+            if self.problem.is_galvanostatic:
+                factors.append(cfg.dV_target_V / max(abs(m.V - previous.V), 1e-12))
+            else:
+                scale = max(abs(previous.I_A_m2), 1e-12)
+                factors.append(DI_REL_TARGET / max(abs(m.I_A_m2 - previous.I_A_m2) / scale, 1e-12))
+        if iterations > cfg.max_newton_iterations // 2:
+            factors.append(0.5)
+        return dt * max(0.9 * min(factors), 0.2)
+
+
+def _mpi_max():
+    from mpi4py import MPI
+    return MPI.MAX

@@ -1,0 +1,1 @@
+"""Studies on top of single runs: catalyst comparison, fitting, effective properties."""

@@ -1,0 +1,109 @@
+"""Figures of a catalyst comparison (fem.studies.comparison): retention, voltage curves at chosen
+cycles, apparent activation energy; one colour per catalyst. `runs` maps a catalyst to
+{"cycles": cycles.csv rows, "timeseries": timeseries.csv rows, "Ea": activation_energy.csv rows}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from fem.outputs.plots import CAPACITY_LABEL, voltage_capacity_curves
+
+
+def _figure(size) -> Figure:
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _colours(names) -> dict:
+    return {n: colormaps["tab10"](k) for k, n in enumerate(names)}
+
+
+def retention(runs: dict, path: Path, title: str) -> Figure:
+    """Discharge capacity vs cycle (top) and the voltage hysteresis (mean charge minus mean
+    discharge voltage, bottom), where catalysts differ even when solid diffusion sets the
+    capacity; full FEM cycles marked."""
+    fig = _figure((6.8, 7.0))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    for name, colour in _colours(runs).items():
+        rows = runs[name]["cycles"]
+        n = np.array([r["cycle"] for r in rows])
+        sim = np.array([bool(r["simulated"]) for r in rows])
+        c = np.array([r["discharge_capacity_mAh_gS"] for r in rows])
+        top.plot(n, c, "-", color=colour, lw=1.4, label=name)
+        top.plot(n[sim], c[sim], "o", color=colour, ms=3.5)
+        gap = np.array([r["mean_charge_voltage_V"] - r["mean_discharge_voltage_V"] for r in rows])
+        bottom.plot(n, 1e3 * gap, "-", color=colour, lw=1.2)
+        bottom.plot(n[sim], 1e3 * gap[sim], "o", color=colour, ms=3)
+    top.set_ylabel(CAPACITY_LABEL)
+    top.set_ylim(bottom=0)
+    top.legend(frameon=False, title="markers: full FEM cycles")
+    top.set_title(f"{title}: capacity retention")
+    bottom.set_xlabel("Cycle")
+    bottom.set_ylabel("Voltage hysteresis (mV)")
+    bottom.set_title("mean charge voltage minus mean discharge voltage", fontsize=10)
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+    fig.savefig(path, dpi=150)
+    return fig
+
+
+def voltage(runs: dict, wanted_cycles: list[int], path: Path, title: str) -> Figure:
+    """One panel per wanted cycle: each catalyst's curves at its simulated cycle nearest to it."""
+    fig = _figure((4.2 * len(wanted_cycles), 4.2))
+    axes = fig.subplots(1, len(wanted_cycles), squeeze=False)[0]
+    colours = _colours(runs)
+    for ax, wanted in zip(axes, wanted_cycles):
+        for name, run in runs.items():
+            loading = _loading(run)
+            curves = voltage_capacity_curves(run["timeseries"], loading)
+            simulated = sorted({c["cycle"] for c in curves})
+            if not simulated:
+                continue
+            cycle = min(simulated, key=lambda c: abs(c - wanted))
+            for c in curves:
+                if c["cycle"] == cycle:
+                    ax.plot(c["capacity_mAh_gS"], c["V_vs_LiIn_V"], color=colours[name],
+                            ls="-" if c["direction"] == "discharge" else "--",
+                            label=f"{name} (cycle {cycle})" if c["direction"] == "discharge" else None)
+        ax.set_title(f"cycle {wanted}")
+        ax.set_xlabel(CAPACITY_LABEL)
+        ax.set_ylabel("Voltage vs Li–In (V)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(frameon=False, fontsize=7)
+    fig.suptitle(f"{title}: voltage curves (discharge solid, charge dashed)")
+    fig.savefig(path, dpi=150)
+    return fig
+
+
+def _loading(run: dict) -> float:
+    """Sulfur loading from a simulated cycle: mAh/cm2 over mAh/gS."""
+    row = next(r for r in run["cycles"] if r["simulated"])
+    return 1e3 * row["discharge_capacity_mAh_cm2"] / row["discharge_capacity_mAh_gS"]
+
+
+def activation_energy(runs: dict, path: Path, title: str) -> Figure:
+    """Measured apparent Ea (markers) and the catalyst's model Ea(a) (line) vs cycle."""
+    fig = _figure((8.4, 4.6))
+    ax = fig.add_subplot()
+    for name, colour in _colours(runs).items():
+        ea = runs[name]["Ea"]
+        if ea:
+            ax.plot([r["cycle"] for r in ea], [r["Ea_kJ_mol"] for r in ea], "o-", color=colour, ms=4, label=name)
+        rows = runs[name]["cycles"]
+        ax.plot([r["cycle"] for r in rows], [r["catalyst_Ea_kJ_mol"] for r in rows], ":", color=colour, lw=1)
+    ax.set_xlabel("Cycle")
+    ax.set_ylabel("Apparent activation energy (kJ mol$^{-1}$)")
+    ax.grid(True, alpha=0.3)
+    # outside the axes: rising and flat Ea lines cross the whole plot
+    ax.legend(frameon=False, title="markers: R_ct(T) fit\ndotted: model Ea(a)", loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"{title}: activation energy")
+    fig.savefig(path, dpi=150)
+    return fig

@@ -1,0 +1,170 @@
+"""Case files: loading, defaults, paths and one clear error per kind of bad input."""
+
+import shutil
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+
+import pytest
+
+from fem.case import Case, CaseError, load_case, validate_case
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def write(tmp_path: Path, text: str, name: str = "case.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    with pytest.raises(CaseError) as err:
+        load_case(write(tmp_path, text))
+    return str(err.value)
+
+
+def toml_of(obj, where: str = "") -> str:
+    """Every scalar and list field of a dataclass as TOML (tables after scalars)."""
+    lines, tables = [f"[{where}]"] if where else [], []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            tables.append(toml_of(value, f"{where}.{f.name}" if where else f.name))
+        elif isinstance(value, bool):
+            lines.append(f"{f.name} = {str(value).lower()}")
+        elif isinstance(value, int | float | str | list):
+            lines.append(f"{f.name} = {value!r}".replace("'", '"'))
+    return "\n".join(lines + tables) + "\n"
+
+
+def test_default_case_is_valid():
+    validate_case(Case())
+
+
+def test_every_schema_field_is_a_key(tmp_path):
+    # generic over the dataclasses: fields added later load without touching the loader
+    case = load_case(write(tmp_path, toml_of(Case(name="full"))))
+    assert case == Case(name="full", base_dir=tmp_path.resolve())
+
+
+def test_minimal_file_keeps_defaults(tmp_path):
+    case = load_case(write(tmp_path, "[geometry.sulfur]\nvolume_fraction = 0.3\n", "my_cell.toml"))
+    assert case.name == "my_cell"
+    assert case.base_dir == tmp_path.resolve()
+    assert case.geometry.sulfur.volume_fraction == 0.3
+    # the other sulfur values keep the case default (from the GeometryConfig factory), not PhaseSpec's
+    assert case.geometry.sulfur.radius_mean_um == Case().geometry.sulfur.radius_mean_um
+    assert case.protocol == Case().protocol
+
+
+def test_int_is_accepted_for_float(tmp_path):
+    case = load_case(write(tmp_path, "[geometry]\nthickness_um = 40\n"))
+    assert case.geometry.thickness_um == 40.0 and isinstance(case.geometry.thickness_um, float)
+
+
+def test_paths_resolve_from_case_folder(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "cell.msh").write_text("")
+    (tmp_path / "m" / "cell.json").write_text("{}")
+    (tmp_path / "ocv.csv").write_text("x,U_V\n0,2.3\n1,2.1\n")
+    sub = tmp_path / "cases"
+    sub.mkdir()
+    case = load_case(write(sub, '[geometry]\nmesh_file = "../m/cell.msh"\n[ocv]\ntable_file = "../ocv.csv"\n'))
+    assert case.geometry.mesh_file == (tmp_path / "m" / "cell.msh").resolve()
+    assert case.geometry.mesh_file.is_absolute()
+    assert case.ocv.table_file == (tmp_path / "ocv.csv").resolve()
+
+
+def test_user_catalyst_can_be_selected(tmp_path):
+    case = load_case(write(tmp_path, """
+[kinetics]
+catalyst = "MoS2"
+[catalysts.MoS2]
+i0_ref_A_m2 = 0.4
+Ea_kJ_mol = 30
+k_deact = 0.0
+dEa_deact_kJ_mol = 0.0
+buffering = 0.0
+"""))
+    assert case.catalysts["MoS2"]["i0_ref_A_m2"] == 0.4
+
+
+# each bad input -> a message naming the full key and what is allowed
+BAD = {
+    "unknown_key": ("[geometry]\nseperator_um = 5\n",
+                    "unknown key 'geometry.seperator_um'; did you mean 'geometry.separator_um'"),
+    "wrong_unit": ("[geometry]\nthickness_mm = 0.03\n",
+                   "unknown key 'geometry.thickness_mm'; did you mean 'geometry.thickness_um' (in um"),
+    "unit_missing": ("[conditions]\ntemperature = 298\n",
+                     "unknown key 'conditions.temperature'; did you mean 'conditions.temperature_C'"),
+    "unknown_table": ("[geometry.sulphur]\nvolume_fraction = 0.3\n",
+                      "unknown key 'geometry.sulphur'; did you mean 'geometry.sulfur'"),
+    "wrong_type": ('[geometry]\ndimension = "3"\n', "geometry.dimension must be an integer, got '3' (a string)"),
+    "bool_not_number": ("[materials]\nsigma_C_S_m = true\n", "materials.sigma_C_S_m must be a number"),
+    "table_expected": ("[geometry]\nsulfur = 0.3\n", "geometry.sulfur must be a table"),
+    "fraction_range": ("[geometry.sulfur]\nvolume_fraction = 1.2\n",
+                       "geometry.sulfur.volume_fraction = 1.2 is out of range; allowed: 0 <= value < 1"),
+    "carbon_required": ("[geometry.carbon]\nvolume_fraction = 0.0\n",
+                        "geometry.carbon.volume_fraction = 0.0 is out of range"),
+    "fraction_sum": ("[geometry.sulfur]\nvolume_fraction = 0.5\n[geometry.void]\nvolume_fraction = 0.4\n",
+                     "geometry.sulfur.volume_fraction + geometry.carbon.volume_fraction + "
+                     "geometry.void.volume_fraction = 1.1 must be < 1"),
+    "length": ("[geometry]\nthickness_um = 0\n", "geometry.thickness_um = 0.0 is out of range; allowed: > 0"),
+    "dimension": ("[geometry]\ndimension = 4\n", "geometry.dimension = 4 is out of range; allowed: 2 or 3"),
+    "temperature": ("[conditions]\ntemperature_C = 200\n", "conditions.temperature_C = 200.0 is out of range"),
+    "lithiation": ("[conditions]\ninitial_lithiation = 0\n", "conditions.initial_lithiation = 0.0 is out of range"),
+    "alpha": ("[anode]\nalpha = 1.0\n", "anode.alpha = 1.0 is out of range; allowed: 0 < value < 1"),
+    "cycles": ("[protocol]\ncycles = 0\n", "protocol.cycles = 0 is out of range; allowed: >= 1"),
+    "dt_order": ("[solver]\ndt_initial_s = 500.0\n",
+                 "solver.dt_min_s <= solver.dt_initial_s <= solver.dt_max_s, got 0.001 <= 500.0 <= 300.0"),
+    "progress": ('[output]\nprogress = "yes"\n', "output.progress = 'yes' is out of range; allowed: 'auto', 'on' or 'off'"),
+    "catalyst": ('[kinetics]\ncatalyst = "Pt"\n',
+                 "kinetics.catalyst = 'Pt' is not in the catalyst library; known: Cu1Ni1-PCN, Cu1-PCN, Ni1-PCN, PCN, carbon"),
+    "bad_user_catalyst": ("[catalysts.PCN]\nbuffering = 2\n", "catalysts.PCN.buffering = 2 is out of range"),
+    "protocol_step": ('[protocol]\nsteps = ["Rest for 1 s", "Discharge at 1 mA until 0.6 V"]\n',
+                      "protocol.steps[1] (step 2): cannot parse protocol step 'Discharge at 1 mA until 0.6 V'"),
+    "step_type": ("[protocol]\nsteps = [1]\n", "protocol.steps[0] must be a string"),
+    "missing_mesh": ('[geometry]\nmesh_file = "nowhere.msh"\n', "geometry.mesh_file: file not found:"),
+    "missing_particles": ('[geometry]\nparticles_file = "p.json"\n', "geometry.particles_file: file not found:"),
+    "missing_ocv": ('[ocv]\ntable_file = "ocv.csv"\n', "ocv.table_file: file not found:"),
+    "toml_syntax": ("[geometry\n", "not a valid TOML file"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_bad_input_message(tmp_path, kind):
+    text, fragment = BAD[kind]
+    message = error_of(tmp_path, text)
+    assert fragment in message
+    assert message.startswith(str(tmp_path / "case.toml"))
+
+
+def test_mesh_needs_particle_json_beside(tmp_path):
+    (tmp_path / "cell.msh").write_text("")
+    message = error_of(tmp_path, '[geometry]\nmesh_file = "cell.msh"\n')
+    assert "cell.json must lie beside the mesh" in message
+
+
+def test_all_problems_are_reported(tmp_path):
+    message = error_of(tmp_path, "[geometry]\nthickness = 1\ndimension = 5\n")
+    assert "2 problems" in message and "geometry.thickness_um" in message and "geometry.dimension" in message
+
+
+def test_missing_case_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="case file not found"):
+        load_case(tmp_path / "none.toml")
+
+
+@pytest.mark.parametrize("name, mesh, cycles", [("quickstart", "quickstart_2d", 2),
+                                                 ("quickstart_3d", "quickstart_3d", 1)])
+def test_quickstart_cases_are_valid(tmp_path, name, mesh, cycles):
+    # a copy beside stand-in mesh files, so the case is checked whether or not the mesh is built
+    (tmp_path / "cases").mkdir()
+    (tmp_path / "meshes").mkdir()
+    shutil.copy(ROOT / "cases" / f"{name}.toml", tmp_path / "cases")
+    for suffix in (".msh", ".json"):
+        (tmp_path / "meshes" / f"{mesh}{suffix}").write_text("")
+    case = load_case(tmp_path / "cases" / f"{name}.toml")
+    assert case.name == name and case.protocol.cycles == cycles
+    assert case.geometry.mesh_file == (tmp_path / "meshes" / f"{mesh}.msh").resolve()
+    assert case.protocol.steps[0] == "Discharge at 1 mA/cm2 until 0.6 V"
