@@ -27,6 +27,7 @@ from fem.case import Case  # noqa: E402
 from fem.case.catalysts import load_library  # noqa: E402
 from fem.mesh import load_mesh  # noqa: E402
 from fem.physics.problem import CellProblem  # noqa: E402
+from fem.physics.spaces import dof_counts  # noqa: E402
 from fem.solver import NewtonSolver  # noqa: E402
 
 REPEAT = 5
@@ -89,9 +90,9 @@ def main():
         problem.accept()
 
     t_step = best_of(time_step)
-    dofs = problem.spaces.V.dofmap.index_map.size_global * 3
+    dofs, dofs_total = dof_counts(problem.spaces, comm)  # solved for (pinned dofs excluded), all
     result = {
-        "mesh": str(path), "mpi_ranks": comm.size, "coupled_dofs": dofs, "poisson_dofs": poisson_dofs,
+        "mesh": str(path), "mpi_ranks": comm.size, "coupled_dofs": dofs, "coupled_dofs_total": dofs_total, "poisson_dofs": poisson_dofs,
         "newton_iteration_over_poisson_solve": t_newton / t_poisson,
         "newton_iteration_over_poisson_solve_per_dof": (t_newton / dofs) / (t_poisson / poisson_dofs),
         "time_step_over_newton_iteration": t_step / t_newton,

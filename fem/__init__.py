@@ -21,10 +21,11 @@ from fem.case.steps import Charge, Discharge, Hold, ProtocolError, Rest, Step, p
 
 logging.getLogger("fem").addHandler(logging.NullHandler())
 
-_LAZY = {"Simulation": "fem.simulation", "Solution": "fem.simulation", "SimulationError": "fem.protocol.stepping"}
+_LAZY = {"Simulation": "fem.simulation", "Solution": "fem.outputs.solution", "Summary": "fem.outputs.solution",
+         "SimulationError": "fem.protocol.stepping"}
 
 __all__ = ["Case", "CaseError", "Charge", "Discharge", "Hold", "ProtocolError", "Rest", "Simulation",
-           "SimulationError", "Solution", "Step", "__version__", "load_case", "parse_step", "validate_case"]
+           "SimulationError", "Solution", "Step", "Summary", "__version__", "load_case", "parse_step", "validate_case"]
 
 
 def __getattr__(name: str):

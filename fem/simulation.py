@@ -1,9 +1,13 @@
-"""One case, end to end: geometry -> mesh -> problem -> protocol in time -> outputs in one folder."""
+"""One case, end to end: geometry -> mesh -> problem -> protocol in time -> outputs in one folder.
+
+    sim = Simulation(case, out_dir="results/x")   # validates the case
+    solution = sim.run()                          # -> fem.Solution (per-cycle arrays, time series, summary)
+"""
 
 from __future__ import annotations
 
-import logging
 import shutil
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -13,19 +17,23 @@ from mpi4py import MPI
 
 from fem import compat, tags
 from fem._version import __version__
-from fem.cycling import activation, checkpoint
-from fem.outputs import tables as output
-from fem.outputs.terminal import Progress
-from fem.case import Case
+from fem.case import Case, validate_case
 from fem.case.catalysts import load_library
-from fem.cycling.cycle import Recorder
-from fem.cycling.records import BALANCE_COLUMNS
-from fem.cycling.long_cycling import SLOW_COLUMNS, LongCycling
-from fem.mesh import CellMesh, load_mesh
-from fem.physics.problem import CellProblem
 from fem.case.steps import parse_protocol, resolve_c_rates
-from fem.solver import NewtonSolver
+from fem.cycling import activation, checkpoint
+from fem.cycling.cycle import Recorder
+from fem.cycling.long_cycling import SLOW_COLUMNS, LongCycling
+from fem.cycling.records import BALANCE_COLUMNS
+from fem.mesh import CellMesh, load_mesh
+from fem.outputs import tables as output
+from fem.outputs.solution import Solution
+from fem.outputs.terminal import Progress, closing_line
+from fem.physics.problem import CellProblem
+from fem.physics.spaces import dof_counts
 from fem.protocol.stepping import StepRunner
+from fem.solver import NewtonSolver
+
+__all__ = ["Simulation", "Solution", "prepare_mesh", "run"]
 
 MAX_SNAPSHOT_CYCLES = 10  # field maps at each end of discharge only in runs this short
 
@@ -69,13 +77,39 @@ def geometry_report(cell: CellMesh, problem: CellProblem, comm) -> dict:
     return {"volume_fractions": fractions, "connectivity": comm.bcast(connectivity, root=0)}
 
 
+class Simulation:
+    """One case run into one folder.
+
+    out_dir: the folder (created); None makes a fresh temporary folder (shared by the MPI
+    ranks, kept after the run: solution.out_dir names it). The case is validated here, with
+    the same errors as a case file (fem.CaseError).
+    """
+
+    def __init__(self, case: Case, out_dir: str | Path | None = None, comm=MPI.COMM_WORLD):
+        if not isinstance(case, Case):
+            raise TypeError(f"Simulation needs a fem.Case (fem.load_case or fem.Case(...)), got {type(case).__name__}")
+        validate_case(case)
+        self.case, self.comm = case, comm
+        if out_dir is None:
+            out_dir = comm.bcast(tempfile.mkdtemp(prefix=f"asslsb-{case.name}-") if comm.rank == 0 else None, root=0)
+        self.out_dir = Path(out_dir)
+
+    def run(self, resume: bool = False) -> Solution:
+        """Run every cycle of the protocol; resume: continue from the folder's checkpoint."""
+        summary, rows, cycle_rows = _run(self.case, self.out_dir, self.comm, resume)
+        return Solution(self.out_dir, rows, cycle_rows, summary)
+
+
 def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD, resume: bool = False) -> dict:
     """Run the case into out_dir; returns the summary (also written as summary.json).
 
     resume: continue from the checkpoint in out_dir (if any) instead of starting afresh.
     """
-    # cold JIT compiles log every compiler line through the root logger
-    logging.getLogger().setLevel(logging.WARNING)
+    return Simulation(case, out_dir, comm).run(resume).summary.as_dict()
+
+
+def _run(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[dict], list[dict]]:
+    """The engine: (summary, time-series rows, cycle rows), every file written into out_dir."""
     wall0 = time.perf_counter()
     out_dir = Path(out_dir)
     if comm.rank == 0:
@@ -125,6 +159,7 @@ def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD, resume: bool = False) ->
             fields.close()
 
     cycle_rows = engine.cycle_rows()
+    dofs, dofs_total = dof_counts(problem.spaces, comm)  # solved for (pinned excluded), all
     output.write_cycles_csv(out_dir / "cycles.csv", cycle_rows, extra_columns=SLOW_COLUMNS, comm=comm)
     if engine.activation_rows:
         activation.write_csv(out_dir / "activation_energy.csv", engine.activation_rows, comm)
@@ -137,8 +172,7 @@ def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD, resume: bool = False) ->
         "one_C_mA_cm2": problem.to_mA_cm2(problem.one_C_A_m2()),
         "voltage_reference": "Li-In (add 0.62 V for Li/Li+)",
         **geometry_report(cell, problem, comm),
-        "mesh": {"cells": compat.num_cells_global(cell.mesh),
-                 "dofs": problem.spaces.V.dofmap.index_map.size_global * 3,
+        "mesh": {"cells": compat.num_cells_global(cell.mesh), "dofs": dofs, "dofs_total": dofs_total,
                  "file": str(msh), "dimension": cell.dimension},
         "generation": generation,
         "time_steps": recorder.steps_taken,
@@ -157,7 +191,9 @@ def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD, resume: bool = False) ->
     output.write_summary_json(out_dir / "summary.json", summary, comm=comm)
     if case.output.plots and comm.rank == 0:
         _plots(case, out_dir, writer.rows, cycle_rows, loading, snapshots)
-    return summary
+    if comm.rank == 0:
+        print(closing_line(out_dir, summary), flush=True)
+    return summary, writer.rows, cycle_rows
 
 
 def _previous_rows(out_dir: Path, comm) -> list[dict]:

@@ -1,4 +1,4 @@
-"""What a run prints on the terminal: a progress line and the closing summary."""
+"""What a run prints: a progress bar on a terminal, and one closing line on every run."""
 
 from __future__ import annotations
 
@@ -6,26 +6,60 @@ import os
 import sys
 import time
 
+BAR_WIDTH = 24
+
+
+def on_terminal() -> bool:
+    """stdout is a terminal and this is not a CI job (CI=true or 1)."""
+    return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
+
+
+def bar(fraction: float, width: int = BAR_WIDTH) -> str:
+    """[#########.......] for a fraction in [0, 1] (clipped)."""
+    filled = int(round(min(max(fraction, 0.0), 1.0) * width))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
 
 class Progress:
-    """One line, rewritten in place on a terminal, at most every `every_s` seconds of wall time."""
+    """A bar and the state of the run on one line, rewritten in place, at most every `every_s`
+    seconds of wall time; only on rank 0 and (mode "auto") only on a terminal."""
 
     def __init__(self, mode: str, comm, n_cycles: int, n_steps: int, every_s: float = 1.0):
-        on_terminal = sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
-        self.enabled = comm.rank == 0 and (mode == "on" or (mode == "auto" and on_terminal))
+        self.enabled = comm.rank == 0 and (mode == "on" or (mode == "auto" and on_terminal()))
         self.n_cycles, self.n_steps, self.every_s = n_cycles, n_steps, every_s
         self._last = 0.0
+        self._width = 0
+
+    def fraction(self, pos) -> float:
+        """Share of the protocol's steps begun before the current one."""
+        return ((pos.cycle - 1) * self.n_steps + pos.step_index) / (self.n_cycles * self.n_steps)
 
     def update(self, pos, t_s: float, m):
         now = time.monotonic()
         if not self.enabled or now - self._last < self.every_s:
             return
         self._last = now
-        line = (f"cycle {pos.cycle}/{self.n_cycles} step {pos.step_index + 1}/{self.n_steps} "
-                f"{pos.step.kind:<9} t = {t_s / 3600:7.3f} h  V = {m.V:6.3f} V vs Li-In  "
-                f"I = {m.I_A_m2 / 10:+.3f} mA/cm2  mean x = {m.mean_x:5.3f}")
-        print("\r" + line, end="", flush=True)
+        line = (f"{bar(self.fraction(pos))} {100 * self.fraction(pos):3.0f} %  cycle {pos.cycle}/{self.n_cycles} "
+                f"step {pos.step_index + 1}/{self.n_steps} {pos.step.kind:<9} t = {t_s / 3600:7.3f} h  "
+                f"V = {m.V:6.3f} V vs Li-In  I = {m.I_A_m2 / 10:+.3f} mA/cm2  mean x = {m.mean_x:5.3f}")
+        # pad over the tail of a longer previous line
+        print("\r" + line.ljust(self._width), end="", flush=True)
+        self._width = len(line)
 
     def done(self):
-        if self.enabled:
+        if self.enabled and self._width:
             print(flush=True)
+
+
+def closing_line(out_dir, summary: dict) -> str:
+    """The line every run ends with: folder, cycles, first and last capacities, wall time."""
+    d, c = summary["discharge_capacity_mAh_gS"], summary["charge_capacity_mAh_gS"]
+
+    def cap(values):
+        if not values:
+            return "-"
+        first = f"{values[0]:.1f}"
+        return first if len(values) == 1 else f"{first} -> {values[-1]:.1f}"
+
+    return (f"done: {out_dir}: {summary['cycles']} cycle(s), discharge {cap(d)} mAh/g, charge {cap(c)} mAh/g "
+            f"(sulfur), {summary['time_steps']} steps, wall {summary['wall_time_s']:.1f} s")

@@ -52,3 +52,11 @@ def build_spaces(mesh, cell_tags) -> Spaces:
         active.append(is_active)
         bcs.append(compat.zero_bc(to_parent[~is_active], V.sub(field)))
     return Spaces(V, collapsed, active, bcs)
+
+
+def dof_counts(spaces: Spaces, comm) -> tuple[int, int]:
+    """(dofs solved for, all dofs) over the ranks; the pinned (inactive) dofs are not solved for."""
+    solved = 0
+    for (Vi, _), active in zip(spaces.collapsed, spaces.active):
+        solved += int(np.count_nonzero(active[:compat.owned_size(Vi)]))
+    return comm.allreduce(solved), compat.num_dofs_global(spaces.V)
