@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 # one BLAS thread, before numpy loads OpenBLAS (its idle threads spin on the second core)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
+
 from fem.case import load_case  # noqa: E402
 from fem.outputs.tables import read_csv_rows  # noqa: E402
 from fem.simulation import run  # noqa: E402

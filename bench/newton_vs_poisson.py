@@ -92,7 +92,8 @@ def main():
     t_step = best_of(time_step)
     dofs, dofs_total = dof_counts(problem.spaces, comm)  # solved for (pinned dofs excluded), all
     result = {
-        "mesh": str(path), "mpi_ranks": comm.size, "coupled_dofs": dofs, "coupled_dofs_total": dofs_total, "poisson_dofs": poisson_dofs,
+        "mesh": str(path), "mpi_ranks": comm.size, "coupled_dofs": dofs, "coupled_dofs_total": dofs_total,
+        "poisson_dofs": poisson_dofs,
         "newton_iteration_over_poisson_solve": t_newton / t_poisson,
         "newton_iteration_over_poisson_solve_per_dof": (t_newton / dofs) / (t_poisson / poisson_dofs),
         "time_step_over_newton_iteration": t_step / t_newton,

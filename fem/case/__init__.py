@@ -2,9 +2,24 @@
 protocol steps, the catalyst library."""
 
 from fem.case.loading import CaseError, load_case, validate_case
-from fem.case.schema import (AgeingConfig, Anode, CarbonSpec, Case, ComparisonConfig, Conditions,
-                             GeometryConfig, Kinetics, LongCyclingConfig, Materials, MeshConfig, OCVConfig,
-                             OutputConfig, PhaseSpec, ProtocolConfig, SolverConfig)
+from fem.case.schema import (
+                             AgeingConfig,
+                             Anode,
+                             CarbonSpec,
+                             Case,
+                             ComparisonConfig,
+                             Conditions,
+                             GeometryConfig,
+                             Kinetics,
+                             LongCyclingConfig,
+                             Materials,
+                             MeshConfig,
+                             OCVConfig,
+                             OutputConfig,
+                             PhaseSpec,
+                             ProtocolConfig,
+                             SolverConfig,
+)
 
 __all__ = ["AgeingConfig", "Anode", "CarbonSpec", "Case", "CaseError", "ComparisonConfig", "Conditions",
            "GeometryConfig", "Kinetics", "LongCyclingConfig", "Materials", "MeshConfig", "OCVConfig",

@@ -38,7 +38,7 @@ class SlowState:
         return {**asdict(self),
                 "catalyst_Ea_kJ_mol": activation_energy_kJ_mol(catalyst, self.catalyst_activity)}
 
-    def log_change(self, other: "SlowState") -> float:
+    def log_change(self, other: SlowState) -> float:
         """Largest |ln(other/self)| over the variables: the size of a step in slow state."""
         return max(abs(math.log(b / a)) for a, b in zip(_values(self), _values(other)))
 

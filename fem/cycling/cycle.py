@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from fem.constants import MAH_CM2_PER_C_M2
-from fem.physics.problem import CellProblem, Measurement
 from fem.case.steps import Step
-from fem.protocol.stepping import Accepted, StepEnd, StepRunner
-
+from fem.constants import MAH_CM2_PER_C_M2
 from fem.cycling.records import BALANCE_COLUMNS  # noqa: F401  (re-exported)
+from fem.physics.problem import CellProblem, Measurement
+from fem.protocol.stepping import Accepted, StepEnd, StepRunner
 
 
 @dataclass

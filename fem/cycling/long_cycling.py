@@ -12,9 +12,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from fem.constants import MAH_CM2_PER_C_M2
 from fem.cycling import activation, ageing, checkpoint
 from fem.cycling.ageing import SlowState, Throughput
-from fem.constants import MAH_CM2_PER_C_M2
 from fem.cycling.cycle import Recorder, run_cycle
 from fem.cycling.jumping import RETENTION_REFERENCE_CYCLE, JumpPlanner, interpolate, predict, trend
 from fem.cycling.records import CYCLE_COLUMNS, cycle_summaries

@@ -10,7 +10,7 @@ import numpy as np
 import ufl
 
 from fem.case import Materials, OCVConfig
-from fem.constants import F, K_B_EV, M_S_KG_MOL, kelvin
+from fem.constants import K_B_EV, M_S_KG_MOL, F, kelvin
 
 
 def c_max_mol_m3(materials: Materials) -> float:
@@ -41,7 +41,7 @@ class OCV:
     _DELTA = 1e-5
 
     @classmethod
-    def from_config(cls, config: OCVConfig) -> "OCV":
+    def from_config(cls, config: OCVConfig) -> OCV:
         return cls(config, read_ocv_table(config.table_file) if config.table_file else None)
 
     def ufl(self, x):

@@ -18,10 +18,10 @@ from petsc4py import PETSc
 from fem import compat, tags
 from fem.case import Case
 from fem.case.catalysts import Catalyst, exchange_current_A_m2
-from fem.constants import A_M2_PER_MA_CM2, F, MG_CM2_PER_KG_M2, R, UM, kelvin
-from fem.physics.materials import OCV, c_max_mol_m3, kappa_SE_S_m
+from fem.constants import A_M2_PER_MA_CM2, MG_CM2_PER_KG_M2, UM, F, R, kelvin
 from fem.mesh import CellMesh
 from fem.physics import kinetics
+from fem.physics.materials import OCV, c_max_mol_m3, kappa_SE_S_m
 from fem.physics.spaces import PHI_E, PHI_S, X, build_spaces
 
 T_REF_S = 100.0  # time scale of the lithiation residual (conditioning only)

@@ -4,16 +4,16 @@ cut-offs landed within tolerance by bracketing the last time step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from petsc4py import PETSc
 
 from fem.case import SolverConfig
+from fem.case.steps import Step
 from fem.physics.problem import CellProblem, Measurement
 from fem.physics.spaces import X
-from fem.case.steps import Step
 from fem.solver import NewtonSolver
 
 GROWTH_MAX = 2.0  # largest growth of dt from one step to the next

@@ -44,8 +44,8 @@ from fem import compat, tags
 from fem.case import Case
 from fem.geometry.packing import Packing
 from fem.geometry.percolation import connectivity
-from fem.physics.materials import kappa_SE_S_m
 from fem.mesh import CellMesh
+from fem.physics.materials import kappa_SE_S_m
 
 SOLVER_RTOL = 1e-12  # unpreconditioned residual, relative to the right-hand side
 # Song et al., Nature 2025, Ext. Data Fig. 4 (shared/data/reference.toml): 30 wt% S composite

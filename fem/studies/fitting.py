@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fem.cycling.ageing import SlowState, Throughput, advance
 from fem.case import Case
 from fem.case.catalysts import Catalyst, exchange_current_A_m2, load_library
 from fem.constants import kelvin
+from fem.cycling.ageing import SlowState, Throughput, advance
 
 # name on the command line -> (where it lives, key)
 FITTABLE = {

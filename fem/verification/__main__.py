@@ -51,7 +51,8 @@ TEXTS = {
         "is a full C/100 discharge to 0.6 V of a thinner planar cell with the true S density through "
         "fem.simulation.run; all of its S is connected."),
     "effective": (
-        "fem.verification.effective_checks.analytic_checks(): effective conductivities of layers and inclusions computed by "
+        "fem.verification.effective_checks.analytic_checks(): effective conductivities of layers and "
+        "inclusions computed by "
         "the effective-property solver against exact or classical results."),
     "convergence": (
         f"The committed reference packing meshes/tiny_2d.json (20 × 10 µm, 84 particles) meshed with "

@@ -31,9 +31,9 @@ from scipy.optimize import brentq
 from fem import compat, tags
 from fem.case import Case, Conditions, Kinetics, SolverConfig
 from fem.case.catalysts import exchange_current_A_m2, load_library
-from fem.constants import F, R, UM, kelvin
-from fem.physics.materials import OCV, kappa_SE_S_m, theoretical_capacity_mAh_g
+from fem.constants import UM, F, R, kelvin
 from fem.mesh import load_mesh
+from fem.physics.materials import OCV, kappa_SE_S_m, theoretical_capacity_mAh_g
 from fem.physics.problem import CellProblem
 from fem.physics.spaces import PHI_E
 from fem.solver import NewtonSolver

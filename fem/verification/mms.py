@@ -31,7 +31,7 @@ from mpi4py import MPI
 from fem import compat, tags
 from fem.case import Anode, Case, Conditions, Kinetics, Materials, SolverConfig
 from fem.case.catalysts import Catalyst
-from fem.constants import F, UM
+from fem.constants import UM, F
 from fem.mesh import load_mesh
 from fem.physics.problem import T_REF_S, CellProblem
 from fem.physics.spaces import ACTIVE_PHASES, FIELD_NAMES, PHI_E, PHI_S, X

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from support import small_case
-from fem.studies.comparison import run_comparison
+
 from fem.outputs.tables import read_csv_rows
+from fem.studies.comparison import run_comparison
 
 STEPS = ["Discharge at 2 mA/cm2 until 0.9 V", "Rest for 2 minutes",
          "Charge at 2 mA/cm2 until 2.2 V", "Rest for 2 minutes"]

@@ -7,13 +7,13 @@ import json
 
 import pytest
 from mpi4py import MPI
-
 from support import MESHES
+
 from fem import tags
 from fem.case import Case
+from fem.mesh import load_mesh
 from fem.studies.effective import LayerAnalysis, effective_properties
 from fem.verification.effective_checks import analytic_checks, write_blocks_msh
-from fem.mesh import load_mesh
 
 # the default 30:50:20 wt% composite: the quickstart mesh once it is committed
 COMPOSITE = next(p for p in (MESHES / "quickstart_2d.msh", MESHES / "tiny_2d.msh") if p.exists())

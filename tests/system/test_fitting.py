@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from support import small_case
+
 from fem.studies.fitting import D_S_TOL_REL, fit_diffusivity, warmed_up_cycle
 
 STEPS = ["Discharge at 2 mA/cm2 until 0.9 V", "Rest for 2 minutes", "Charge at 2 mA/cm2 until 2.2 V",

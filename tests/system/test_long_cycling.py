@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from support import small_case
+
 from fem.outputs.tables import read_csv_rows
 from fem.simulation import run
 

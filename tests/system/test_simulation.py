@@ -8,8 +8,8 @@ import h5py
 import numpy as np
 import pytest
 from mpi4py import MPI
-
 from support import small_case
+
 from fem.physics.materials import c_max_mol_m3, theoretical_capacity_mAh_g
 from fem.simulation import run
 

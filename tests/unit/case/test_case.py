@@ -117,9 +117,11 @@ BAD = {
     "cycles": ("[protocol]\ncycles = 0\n", "protocol.cycles = 0 is out of range; allowed: >= 1"),
     "dt_order": ("[solver]\ndt_initial_s = 500.0\n",
                  "solver.dt_min_s <= solver.dt_initial_s <= solver.dt_max_s, got 0.001 <= 500.0 <= 300.0"),
-    "progress": ('[output]\nprogress = "yes"\n', "output.progress = 'yes' is out of range; allowed: 'auto', 'on' or 'off'"),
+    "progress": ('[output]\nprogress = "yes"\n',
+                 "output.progress = 'yes' is out of range; allowed: 'auto', 'on' or 'off'"),
     "catalyst": ('[kinetics]\ncatalyst = "Pt"\n',
-                 "kinetics.catalyst = 'Pt' is not in the catalyst library; known: Cu1Ni1-PCN, Cu1-PCN, Ni1-PCN, PCN, carbon"),
+                 "kinetics.catalyst = 'Pt' is not in the catalyst library; "
+                 "known: Cu1Ni1-PCN, Cu1-PCN, Ni1-PCN, PCN, carbon"),
     "bad_user_catalyst": ("[catalysts.PCN]\nbuffering = 2\n", "catalysts.PCN.buffering = 2 is out of range"),
     "protocol_step": ('[protocol]\nsteps = ["Rest for 1 s", "Discharge at 1 mA until 0.6 V"]\n',
                       "protocol.steps[1] (step 2): cannot parse protocol step 'Discharge at 1 mA until 0.6 V'"),

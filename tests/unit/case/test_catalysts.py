@@ -4,8 +4,14 @@ import math
 
 import pytest
 
-from fem.case.catalysts import (CatalystError, activation_energy_kJ_mol, activity_after_cycles,
-                           activity_rate_per_C, exchange_current_A_m2, load_library)
+from fem.case.catalysts import (
+    CatalystError,
+    activation_energy_kJ_mol,
+    activity_after_cycles,
+    activity_rate_per_C,
+    exchange_current_A_m2,
+    load_library,
+)
 
 R = 8.314462618
 

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from fem.cycling.activation import arrhenius_fit
-from fem.cycling.ageing import SlowState, Throughput, advance
 from fem.case import AgeingConfig, CaseError, LongCyclingConfig, load_case
 from fem.case.catalysts import activity_after_cycles, activity_rate_per_C, load_library
 from fem.constants import R, kelvin
+from fem.cycling.activation import arrhenius_fit
+from fem.cycling.ageing import SlowState, Throughput, advance
 from fem.cycling.jumping import JumpPlanner, forced_cycles, interpolate, predict, trend
 
 LIB = load_library()

@@ -6,8 +6,15 @@ from matplotlib import image
 from matplotlib.collections import TriMesh
 
 from fem.cycling.records import cycle_summaries
-from fem.outputs.plots import (fields_plot, nan_triangle_mask, phase_boundaries, reaching_left_edge, retention_plot,
-                       voltage_capacity_curves, voltage_capacity_plot)
+from fem.outputs.plots import (
+    fields_plot,
+    nan_triangle_mask,
+    phase_boundaries,
+    reaching_left_edge,
+    retention_plot,
+    voltage_capacity_curves,
+    voltage_capacity_plot,
+)
 
 LOADING_MG_CM2 = 1.5
 

@@ -25,7 +25,8 @@ def rows_of_two_cycles():
 
 
 def summary_dict(cycles):
-    return {"case": "x", "cycles": len(cycles), "discharge_capacity_mAh_gS": [c["discharge_capacity_mAh_gS"] for c in cycles],
+    return {"case": "x", "cycles": len(cycles),
+            "discharge_capacity_mAh_gS": [c["discharge_capacity_mAh_gS"] for c in cycles],
             "charge_capacity_mAh_gS": [c["charge_capacity_mAh_gS"] for c in cycles], "sulfur_loading_mg_cm2": 1.0,
             "one_C_mA_cm2": 1.67, "voltage_reference": "Li-In", "volume_fractions": {}, "connectivity": None,
             "mesh": {"cells": 10, "dofs": 5, "dofs_total": 9}, "generation": {}, "time_steps": 16,
@@ -68,7 +69,7 @@ def test_table_columns():
     np.testing.assert_array_equal(t.a, [1.0, 2.5])
     assert math.isnan(t["b"][0]) and list(t.c) == ["x", "y"]
     with pytest.raises(AttributeError, match="no column 'd'"):
-        t.d
+        _ = t.d
     assert len(t.where(c="y")) == 1
 
 

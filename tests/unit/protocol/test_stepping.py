@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from fem.case import SolverConfig
-from fem.physics.problem import Measurement
 from fem.case.steps import Step
+from fem.physics.problem import Measurement
 from fem.protocol.stepping import LANDING_MAX_FAILURES, StepRunner
 
 CHARGE = Step(kind="charge", text="Charge at 1 mA/cm2 until 2.4 V", current_A_m2=-10.0, until_voltage_V=2.4)
