@@ -12,7 +12,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 from mpi4py import MPI
 
 from fem import compat, tags
@@ -63,7 +62,7 @@ def geometry_report(cell: CellMesh, problem: CellProblem, comm) -> dict:
     from dolfinx import fem
 
     p = cell.packing
-    layer = float(np.prod(p.box_um[1:])) * (p.box_um[0] - p.separator_um)
+    layer = p.layer_volume_um
     dx = ufl.Measure("dx", domain=cell.mesh, subdomain_data=cell.cell_tags)
     one = fem.Constant(cell.mesh, 1.0)
     volumes = {name: compat.assemble_scalar(compat.form(one * dx(tag)), comm)
@@ -162,7 +161,7 @@ def _run(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[dict
     dofs, dofs_total = dof_counts(problem.spaces, comm)  # solved for (pinned excluded), all
     output.write_cycles_csv(out_dir / "cycles.csv", cycle_rows, extra_columns=SLOW_COLUMNS, comm=comm)
     if engine.activation_rows:
-        activation.write_csv(out_dir / "activation_energy.csv", engine.activation_rows, comm)
+        output.write_table(out_dir / "activation_energy.csv", activation.COLUMNS, engine.activation_rows, comm)
     summary = {
         "case": case.name,
         "cycles": len(cycle_rows),

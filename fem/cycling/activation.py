@@ -24,7 +24,6 @@ temperature and control are restored afterwards.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,17 +98,6 @@ def _respond(problem, i: float, T: float) -> tuple[float, float]:
         eta[sign], V[sign] = m.mean_eta_V, m.V
         u[:] = u_n  # both perturbations start from the rested state
     return (eta[-1.0] - eta[1.0]) / (2 * i), (V[-1.0] - V[1.0]) / (2 * i)
-
-
-def write_csv(path, rows: list[dict], comm) -> None:
-    """activation_energy.csv: COLUMNS, one row per measurement (rank 0 writes)."""
-    if comm.rank != 0:
-        return
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows([repr(row[c]) if isinstance(row[c], float) else str(row[c]) for c in COLUMNS]
-                         for row in rows)
 
 
 def measure(problem, temperatures_C, activity: float) -> dict:

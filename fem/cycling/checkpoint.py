@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,26 @@ STATE = "state.json"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed here (other case, mesh or number of ranks)."""
+
+
+@dataclass
+class CheckpointState:
+    """What state.json keeps: the long-cycling engine's state after `cycle` (JSON types)."""
+
+    fingerprint: str  # case_fingerprint of the case that wrote it
+    slow: dict  # SlowState at the start of next_cycle
+    next_cycle: int
+    next_simulated: int
+    k_previous: int  # cycles skipped by the last jump
+    t_s: float
+    fem: dict  # simulated cycle -> its FEM cycle summary
+    slow_history: list  # SlowState at the start of each cycle so far
+    activation_rows: list
+    recorder: dict  # running totals of the time-series recorder
+    newton_iterations: int
+    wall_time_s: float
+    cycle: int = 0  # the last cycle the checkpoint holds
+    mpi_ranks: int = 1  # ranks that wrote the field files
 
 
 def case_fingerprint(case) -> str:
@@ -56,8 +76,9 @@ def _fields_name(cycle: int, rank: int, size: int) -> str:
     return f"fields_{cycle}_rank{rank}of{size}.npz"
 
 
-def save(out_dir: Path, comm, problem, cycle: int, state: dict) -> None:
-    """Write the checkpoint after `cycle`; `state` is JSON-compatible, from rank 0."""
+def save(out_dir: Path, comm, problem, state: CheckpointState) -> None:
+    """Write the checkpoint after state.cycle (state from rank 0, JSON-compatible values)."""
+    cycle = state.cycle
     folder = Path(out_dir) / FOLDER
     if comm.rank == 0:
         folder.mkdir(parents=True, exist_ok=True)
@@ -73,7 +94,7 @@ def save(out_dir: Path, comm, problem, cycle: int, state: dict) -> None:
     os.replace(tmp, path)
     comm.barrier()
     if comm.rank == 0:
-        meta = {**state, "cycle": cycle, "mpi_ranks": comm.size}
+        meta = {**asdict(state), "mpi_ranks": comm.size}
         tmp = folder / (STATE + ".tmp")
         tmp.write_text(json.dumps(to_json_compatible(meta), indent=1, allow_nan=False))
         os.replace(tmp, folder / STATE)
@@ -84,15 +105,29 @@ def save(out_dir: Path, comm, problem, cycle: int, state: dict) -> None:
     comm.barrier()
 
 
-def load(out_dir: Path, comm, problem, fingerprint: str) -> dict | None:
+def _read_state(path: Path) -> dict | str | None:
+    """state.json as a dict, None if there is none, or the reason it cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return f"{path} is not a readable checkpoint ({err}); remove the folder or run without --resume"
+    missing = [f.name for f in fields(CheckpointState) if f.name not in meta] if isinstance(meta, dict) else ["all"]
+    if missing:
+        return f"{path} lacks {', '.join(missing)}; remove the folder or run without --resume"
+    return meta
+
+
+def load(out_dir: Path, comm, problem, fingerprint: str) -> CheckpointState | None:
     """The saved state with the fields put back into `problem`, or None without a checkpoint."""
     folder = Path(out_dir) / FOLDER
-    meta = None
-    if comm.rank == 0 and (folder / STATE).is_file():
-        meta = json.loads((folder / STATE).read_text())
+    meta = _read_state(folder / STATE) if comm.rank == 0 else None
     meta = comm.bcast(meta, root=0)
     if meta is None:
         return None
+    if isinstance(meta, str):
+        raise CheckpointError(meta)
     if meta["fingerprint"] != fingerprint:
         raise CheckpointError(f"{folder} holds a checkpoint of a different case (physics, mesh or "
                               "protocol steps changed); remove it or run without --resume")
@@ -109,7 +144,7 @@ def load(out_dir: Path, comm, problem, fingerprint: str) -> dict | None:
     if not comm.allreduce(ok, op=_mpi_land()):
         raise CheckpointError(f"{folder}: the saved fields do not fit this mesh")
     problem.u_n.x.array[:] = u
-    return meta
+    return CheckpointState(**{f.name: meta[f.name] for f in fields(CheckpointState)})
 
 
 def _read(path: Path) -> dict:

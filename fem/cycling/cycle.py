@@ -50,9 +50,7 @@ class Recorder:
         self.Q_net_C_m2 += m.I_A_m2 * acc.dt_s
         self.Q_step_C_m2 += abs(m.I_A_m2) * acc.dt_s
         self.steps_taken += 1
-        balance = max(abs(m.I_reaction_A_m2 - m.I_A_m2), abs(m.I_collector_A_m2 - m.I_A_m2),
-                      abs(m.I_storage_A_m2 - m.I_A_m2))
-        self.max_balance_error_A_m2 = max(self.max_balance_error_A_m2, balance)
+        self.max_balance_error_A_m2 = max(self.max_balance_error_A_m2, m.balance_error_A_m2)
         self._row(acc.t_s, m.I_A_m2, m, acc.dt_s, acc.iterations)
         self.last, self.last_t_s = m, acc.t_s
         self.progress.update(self.position, acc.t_s, m)

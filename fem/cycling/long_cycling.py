@@ -134,39 +134,37 @@ class LongCycling:
 
     def _save(self, wall_s: float) -> None:
         r = self.recorder
-        state = {
-            "fingerprint": self.fingerprint,
-            "slow": asdict(self.slow), "next_cycle": self.next_cycle, "next_simulated": self.next_simulated,
-            "k_previous": self.k_previous, "t_s": self.t_s, "fem": self.fem,
-            "slow_history": [asdict(s) for s in self.slow_history], "activation_rows": self.activation_rows,
-            "recorder": {"Q_net_C_m2": r.Q_net_C_m2, "steps_taken": r.steps_taken,
-                         "max_balance_error_A_m2": r.max_balance_error_A_m2, "last": asdict(r.last),
-                         "last_t_s": r.last_t_s},
-            "newton_iterations": self.problem.solver.total_iterations,
-            "wall_time_s": self.wall_before_s + wall_s,
-        }
-        checkpoint.save(self.out_dir, self.comm, self.problem, self.next_cycle - 1, state)
+        state = checkpoint.CheckpointState(
+            fingerprint=self.fingerprint, slow=asdict(self.slow), next_cycle=self.next_cycle,
+            next_simulated=self.next_simulated, k_previous=self.k_previous, t_s=self.t_s, fem=self.fem,
+            slow_history=[asdict(s) for s in self.slow_history], activation_rows=self.activation_rows,
+            recorder={"Q_net_C_m2": r.Q_net_C_m2, "steps_taken": r.steps_taken,
+                      "max_balance_error_A_m2": r.max_balance_error_A_m2, "last": asdict(r.last),
+                      "last_t_s": r.last_t_s},
+            newton_iterations=self.problem.solver.total_iterations, wall_time_s=self.wall_before_s + wall_s,
+            cycle=self.next_cycle - 1)
+        checkpoint.save(self.out_dir, self.comm, self.problem, state)
 
     def resume(self) -> int | None:
         """Load the checkpoint of out_dir if there is one; returns the last cycle it holds."""
         meta = checkpoint.load(self.out_dir, self.comm, self.problem, self.fingerprint)
         if meta is None:
             return None
-        self.slow = SlowState(**meta["slow"])
-        self.next_cycle, self.next_simulated = meta["next_cycle"], meta["next_simulated"]
-        self.k_previous, self.t_s = meta["k_previous"], meta["t_s"]
-        self.fem = {int(c): v for c, v in meta["fem"].items()}
-        self.slow_history = [SlowState(**s) for s in meta["slow_history"]]
-        self.activation_rows = meta["activation_rows"]
-        self.wall_before_s = meta["wall_time_s"]
-        rec = meta["recorder"]
+        self.slow = SlowState(**meta.slow)
+        self.next_cycle, self.next_simulated = meta.next_cycle, meta.next_simulated
+        self.k_previous, self.t_s = meta.k_previous, meta.t_s
+        self.fem = {int(c): v for c, v in meta.fem.items()}
+        self.slow_history = [SlowState(**s) for s in meta.slow_history]
+        self.activation_rows = meta.activation_rows
+        self.wall_before_s = meta.wall_time_s
+        rec = meta.recorder
         r = self.recorder
         r.Q_net_C_m2, r.steps_taken = rec["Q_net_C_m2"], rec["steps_taken"]
         r.max_balance_error_A_m2, r.last_t_s = rec["max_balance_error_A_m2"], rec["last_t_s"]
         r.last = Measurement(**rec["last"])
-        self.problem.solver.total_iterations = meta["newton_iterations"]
+        self.problem.solver.total_iterations = meta.newton_iterations
         # a run resumed with other cycles or forced cycles: do not jump over the ones it has now
         later_forced = [c for c in self.planner.forced if c >= self.next_cycle]
         self.next_simulated = min([self.next_simulated, *later_forced])
-        self.resumed_from_cycle = meta["cycle"]
-        return meta["cycle"]
+        self.resumed_from_cycle = meta.cycle
+        return meta.cycle

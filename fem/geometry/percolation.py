@@ -28,7 +28,7 @@ MAX_VOXELS = {2: 1_000_000, 3: 4_000_000}
 def default_voxel_um(packing: Packing, max_voxels: int | None = None) -> float:
     """Voxel edge: a tenth of the smallest radius, coarsened to stay below max_voxels."""
     d = packing.dimension
-    layer = (packing.box_um[0] - packing.separator_um) * float(np.prod(packing.box_um[1:]))
+    layer = packing.layer_volume_um
     coarsest = (layer / (max_voxels or MAX_VOXELS[d])) ** (1.0 / d)
     radii = [p.radius_um for p in packing.particles]
     return max(coarsest, 0.1 * min(radii)) if radii else coarsest

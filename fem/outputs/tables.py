@@ -115,16 +115,21 @@ def read_csv_rows(path) -> list[dict]:
         return [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
-def write_cycles_csv(path, summaries: list[dict], extra_columns=(), comm=None) -> None:
-    """Write cycles.csv: CYCLE_COLUMNS + extra_columns, one row per summary dict."""
+def write_table(path, columns: list[str], rows: list[dict], comm=None) -> None:
+    """Write a CSV table atomically: a header of `columns`, one line per row dict (missing keys
+    empty, keys outside `columns` a KeyError, floats to full precision)."""
     if not _is_root(comm):
         return
-    columns = _columns(CYCLE_COLUMNS, extra_columns)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(columns)
-    writer.writerows(_csv_line(columns, s) for s in summaries)
+    writer.writerows(_csv_line(columns, r) for r in rows)
     replace_atomically(Path(path), text.getvalue())
+
+
+def write_cycles_csv(path, summaries: list[dict], extra_columns=(), comm=None) -> None:
+    """Write cycles.csv: CYCLE_COLUMNS + extra_columns, one row per summary dict."""
+    write_table(path, _columns(CYCLE_COLUMNS, extra_columns), summaries, comm)
 
 
 def write_summary_json(path, summary: dict, comm=None) -> None:

@@ -40,6 +40,13 @@ class Measurement:
     mean_x: float
     mean_eta_V: float
 
+    @property
+    def balance_error_A_m2(self) -> float:
+        """Largest gap between the anode current and the interface, collector and storage
+        currents (MODEL.md section 9); NaN if any is NaN."""
+        gaps = [abs(I - self.I_A_m2) for I in (self.I_reaction_A_m2, self.I_collector_A_m2, self.I_storage_A_m2)]
+        return float("nan") if any(g != g for g in gaps) else max(gaps)
+
 
 class CellProblem:
     """Fields, forms and controls of one cell; `solve` advances one time step of length dt."""

@@ -140,9 +140,7 @@ class StepRunner:
     @staticmethod
     def _balanced(m: Measurement) -> bool:
         scale = max(abs(m.I_A_m2), BALANCE_FLOOR_A_M2)
-        worst = max(abs(m.I_reaction_A_m2 - m.I_A_m2), abs(m.I_collector_A_m2 - m.I_A_m2),
-                    abs(m.I_storage_A_m2 - m.I_A_m2))
-        return worst <= BALANCE_TOL_REL * scale  # NaN fails too
+        return m.balance_error_A_m2 <= BALANCE_TOL_REL * scale  # NaN fails too
 
     def _renew_solver(self):
         p, old = self.problem, self.problem.solver

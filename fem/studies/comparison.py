@@ -28,6 +28,7 @@ def catalyst_case(case: Case, catalyst: str) -> Case:
     one = copy.deepcopy(case)
     one.name = f"{case.name}_{catalyst}"
     one.kinetics.catalyst = catalyst
+    one.comparison.catalysts = []  # each run is an ordinary case of one catalyst
     n = one.protocol.cycles
     wanted = {c for c in case.comparison.voltage_cycles if c <= n} | set(one.long_cycling.simulate_cycles)
     one.long_cycling.simulate_cycles = sorted(wanted)
@@ -75,12 +76,9 @@ def run_comparison(case: Case, out_dir: Path, comm, resume: bool = False) -> lis
 
 
 def _write(out_dir: Path, case: Case, results: list[dict]) -> None:
-    from fem.outputs.tables import read_csv_rows, write_summary_json
+    from fem.outputs.tables import read_csv_rows, write_summary_json, write_table
 
-    lines = [",".join(COLUMNS)]
-    for r in results:
-        lines.append(",".join(_cell(r.get(c)) for c in COLUMNS))
-    (out_dir / "comparison.csv").write_text("\n".join(lines) + "\n")
+    write_table(out_dir / "comparison.csv", COLUMNS, [{c: r.get(c) for c in COLUMNS} for r in results])
     write_summary_json(out_dir / "comparison.json", {"case": case.name, "results": results})
     ok = [r["catalyst"] for r in results if r["status"] == "ok"]
     runs = {name: {"cycles": read_csv_rows(out_dir / name / "cycles.csv"),
@@ -94,14 +92,6 @@ def _write(out_dir: Path, case: Case, results: list[dict]) -> None:
         plots_comparison.voltage(runs, case.comparison.voltage_cycles, out_dir / "comparison_voltage.png", case.name)
         plots_comparison.activation_energy(runs, out_dir / "comparison_Ea.png", case.name)
     (out_dir / "comparison.md").write_text(markdown_table(results))
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value)
-    return '"' + str(value).replace('"', "'") + '"' if isinstance(value, str) and "," in value else str(value)
 
 
 def markdown_table(results: list[dict]) -> str:

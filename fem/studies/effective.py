@@ -71,6 +71,18 @@ CONVENTIONS = (
 
 
 @dataclass(frozen=True)
+class Conductance:
+    """One steady conduction solve across the layer (fluxes in relative units x um^(d-2))."""
+
+    ratio: float  # k_eff / k_bulk
+    percolating_fraction: float  # share of the conducting phases' volume in spanning networks
+    flux_in: float  # through x = s
+    flux_out: float  # through x = Lx
+    flux_balance_rel: float  # |flux_out - flux_in| / max(|flux_out|, |flux_in|)
+    iterations: int  # Krylov iterations of CG + BoomerAMG
+
+
+@dataclass(frozen=True)
 class Layer:
     """The cathode layer s <= x <= lx of a packing's box (um)."""
 
@@ -264,12 +276,8 @@ class LayerAnalysis:
         self.flux_lx = compat.form(self.sigma * ufl.inner(ufl.grad(self.u), ufl.grad(self.g)) * ufl.dx)
         self.flux_s = compat.form(-self.sigma * ufl.inner(ufl.grad(self.u), ufl.grad(w_s)) * ufl.dx)
 
-    def conductance(self, sigma_rel: dict[int, float]) -> dict:
-        """k_eff / k_bulk for per-phase conductivities relative to the bulk (phase tag -> value).
-
-        Returns {"ratio", "percolating_fraction", "flux_in", "flux_out", "flux_balance_rel",
-        "iterations"}; fluxes in relative units times um^(d-2).
-        """
+    def conductance(self, sigma_rel: dict[int, float]) -> Conductance:
+        """k_eff / k_bulk for per-phase conductivities relative to the bulk (phase tag -> value)."""
         table = np.zeros(max(tags.CELL_TAGS.values()) + 1)
         table[list(sigma_rel)] = list(sigma_rel.values())
         values = table[self.phase] * self.in_layer
@@ -281,17 +289,16 @@ class LayerAnalysis:
             kept, percolating = self.graph.network(active)
         kept, percolating = self.comm.bcast((kept, percolating), root=0)
         if percolating == 0.0:  # no network spans the layer: no current, exactly
-            return {"ratio": 0.0, "percolating_fraction": 0.0, "flux_in": 0.0, "flux_out": 0.0,
-                    "flux_balance_rel": 0.0, "iterations": 0}
+            return Conductance(0.0, 0.0, 0.0, 0.0, 0.0, 0)
         free = kept[self.global_dofs] & ~self.on_s & ~self.on_lx
         bc = compat.dirichlet_bc(self.g, np.nonzero(~free)[0])
         iterations = self._solve(bc)
         flux_out = compat.assemble_scalar(self.flux_lx, self.comm)
         flux_in = compat.assemble_scalar(self.flux_s, self.comm)
-        return {"ratio": flux_out * self.layer.thickness_um / self.layer.cross_section_um,
-                "percolating_fraction": percolating, "flux_in": flux_in, "flux_out": flux_out,
-                "flux_balance_rel": abs(flux_out - flux_in) / max(abs(flux_out), abs(flux_in)),
-                "iterations": iterations}
+        return Conductance(ratio=flux_out * self.layer.thickness_um / self.layer.cross_section_um,
+                           percolating_fraction=percolating, flux_in=flux_in, flux_out=flux_out,
+                           flux_balance_rel=abs(flux_out - flux_in) / max(abs(flux_out), abs(flux_in)),
+                           iterations=iterations)
 
     def _solve(self, bc) -> int:
         A, b = compat.assemble_linear_system(self.a, self.L, [bc])
@@ -353,24 +360,24 @@ def effective_properties(cell: CellMesh, case: Case, comm=None) -> dict:
     eps = morph["volume_fractions"]
     kappa_bulk = float(kappa_SE_S_m(m, case.conditions.temperature_C))
     return {
-        "kappa_eff_over_bulk_SE": se["ratio"],
-        "sigma_eff_over_bulk_C": c_s["ratio"],
-        "sigma_eff_over_bulk_C_only": c_only["ratio"],
-        "tortuosity_factor_SE": _tortuosity(eps["SE"], se["ratio"]),
-        "tortuosity_factor_C": _tortuosity(eps["C"], c_only["ratio"]),
+        "kappa_eff_over_bulk_SE": se.ratio,
+        "sigma_eff_over_bulk_C": c_s.ratio,
+        "sigma_eff_over_bulk_C_only": c_only.ratio,
+        "tortuosity_factor_SE": _tortuosity(eps["SE"], se.ratio),
+        "tortuosity_factor_C": _tortuosity(eps["C"], c_only.ratio),
         "kappa_bulk_S_m": kappa_bulk,
-        "kappa_eff_S_cm": se["ratio"] * kappa_bulk / 100.0,
-        "sigma_eff_S_cm": c_s["ratio"] * m.sigma_C_S_m / 100.0,
+        "kappa_eff_S_cm": se.ratio * kappa_bulk / 100.0,
+        "sigma_eff_S_cm": c_s.ratio * m.sigma_C_S_m / 100.0,
         "measured_kappa_eff_S_cm": list(MEASURED_KAPPA_EFF_S_CM),
         "measured_sigma_eff_S_cm": list(MEASURED_SIGMA_EFF_S_CM),
         "temperature_C": case.conditions.temperature_C,
-        "percolating_fraction": {"SE": se["percolating_fraction"], "C": c_only["percolating_fraction"],
-                                 "C+S": c_s["percolating_fraction"]},
+        "percolating_fraction": {"SE": se.percolating_fraction, "C": c_only.percolating_fraction,
+                                 "C+S": c_s.percolating_fraction},
         "connected_sulfur_fraction": morph["sulfur_connectivity_mesh"]["both"],
         "connected_sulfur_fraction_voxel": voxel["S_active"],
         **morph,
-        "solver": {"flux_balance_rel": max(r["flux_balance_rel"] for r in (se, c_only, c_s)),
-                   "iterations": {name: r["iterations"] for name, r in (("SE", se), ("C", c_only), ("C+S", c_s))},
+        "solver": {"flux_balance_rel": max(r.flux_balance_rel for r in (se, c_only, c_s)),
+                   "iterations": {name: r.iterations for name, r in (("SE", se), ("C", c_only), ("C+S", c_s))},
                    "rtol": SOLVER_RTOL, "ranks": comm.size},
         "mesh": {"file": str(cell.path), "dimension": cell.dimension,
                  "cells": compat.num_cells_global(cell.mesh), "dofs": compat.num_dofs_global(analysis.V)},

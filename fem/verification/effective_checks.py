@@ -92,22 +92,22 @@ def _slab_checks(folder: Path, comm) -> list[dict]:
     s, lx, ly = 1.0, 5.0, 2.0
     out = []
     slab = _blocks_cell(folder, "slab", (lx, ly), s, [("SE", (s, 0.0), (lx, ly))], 0.25, comm)
-    got = LayerAnalysis(slab, comm).conductance({tags.SE: 1.0})["ratio"]
+    got = LayerAnalysis(slab, comm).conductance({tags.SE: 1.0}).ratio
     out.append(_check("uniform SE slab: kappa_eff/kappa", 1.0, got, 1e-10))
     # C | S | C layers across x, sigma_S / sigma_C = 0.1: resistances add
     series = [("C", (s, 0.0), (2.0, ly)), ("S", (2.0, 0.0), (3.0, ly)), ("C", (3.0, 0.0), (lx, ly))]
     cell = _blocks_cell(folder, "series", (lx, ly), s, series, 0.25, comm)
     lengths = {"C": 3.0, "S": 1.0}
     expected = (lx - s) / (lengths["C"] / 1.0 + lengths["S"] / 0.1)
-    got = LayerAnalysis(cell, comm).conductance({tags.C: 1.0, tags.S: 0.1})["ratio"]
+    got = LayerAnalysis(cell, comm).conductance({tags.C: 1.0, tags.S: 0.1}).ratio
     out.append(_check("C|S|C in series (sigma_S/sigma_C = 0.1): sigma_eff/sigma_C", expected, got, 1e-10))
     # stripes along x: SE 0..0.5, C 0.5..1.2, S 1.2..2 (widths over ly = 2)
     stripes = [("SE", (s, 0.0), (lx, 0.5)), ("C", (s, 0.5), (lx, 1.2)), ("S", (s, 1.2), (lx, ly))]
     cell = _blocks_cell(folder, "parallel", (lx, ly), s, stripes, 0.25, comm)
     par = LayerAnalysis(cell, comm)
-    got = par.conductance({tags.SE: 1.0})["ratio"]
+    got = par.conductance({tags.SE: 1.0}).ratio
     out.append(_check("SE|C|S stripes in parallel: kappa_eff/kappa (SE)", 0.25, got, 1e-10))
-    got = par.conductance({tags.C: 1.0, tags.S: 0.1})["ratio"]
+    got = par.conductance({tags.C: 1.0, tags.S: 0.1}).ratio
     out.append(_check("SE|C|S stripes in parallel: sigma_eff/sigma_C (C+S)", 0.35 + 0.1 * 0.4, got, 1e-10))
     morph = par.morphology()
     # S|SE never meet in the stripes; the one S|SE facet is S cut at x = s facing the separator
@@ -143,7 +143,7 @@ def _disk_checks(folder: Path, comm) -> list[dict]:
             from fem.geometry.builder import build_mesh
             build_mesh(packing, MeshConfig(size_min_um=a / 100, size_max_um=a / 40, size_transition_um=a / 4),
                        path)
-        got = LayerAnalysis(_load(path, packing, comm), comm).conductance({tags.SE: 1.0})["ratio"]
+        got = LayerAnalysis(_load(path, packing, comm), comm).conductance({tags.SE: 1.0}).ratio
         out.append(_check(f"square array of insulating disks, f = {f:g}: kappa_eff/kappa vs Rayleigh",
                           rayleigh_square_insulating(f), got, DISK_RTOL,
                           note=f"Maxwell (1-f)/(1+f) = {maxwell_insulating_2d(f):.6f}"))

@@ -49,9 +49,9 @@ def test_floating_network_is_pinned(shared_tmp):
     comm.barrier()  # the particle JSON beside the mesh is read on every rank
     cell = load_mesh(path, comm)
     result = LayerAnalysis(cell, comm).conductance({tags.SE: 1.0})
-    assert result["ratio"] == pytest.approx(0.5, rel=1e-10)
-    assert result["percolating_fraction"] == pytest.approx(4.0 / 4.4, rel=1e-12)
-    assert result["flux_balance_rel"] < 1e-9
+    assert result.ratio == pytest.approx(0.5, rel=1e-10)
+    assert result.percolating_fraction == pytest.approx(4.0 / 4.4, rel=1e-12)
+    assert result.flux_balance_rel < 1e-9
 
 
 def _composite(comm) -> dict:
