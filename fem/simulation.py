@@ -16,16 +16,18 @@ from mpi4py import MPI
 
 from fem import compat, tags
 from fem._version import __version__
-from fem.case import Case, validate_case
+from fem.case import Case, CaseError, validate_case
 from fem.case.catalysts import load_library
 from fem.case.steps import parse_protocol, resolve_c_rates
 from fem.cycling import activation, checkpoint
+from fem.cycling.checkpoint import CheckpointError
 from fem.cycling.cycle import Recorder
 from fem.cycling.long_cycling import SLOW_COLUMNS, LongCycling
 from fem.cycling.records import BALANCE_COLUMNS
 from fem.mesh import CellMesh, load_mesh
+from fem.mesh.inputs import acquire_lock, check_inputs
 from fem.outputs import tables as output
-from fem.outputs.solution import Solution
+from fem.outputs.solution import FILES, Solution
 from fem.outputs.terminal import Progress, closing_line
 from fem.physics.problem import CellProblem
 from fem.physics.spaces import dof_counts
@@ -92,6 +94,10 @@ class Simulation:
         if out_dir is None:
             out_dir = comm.bcast(tempfile.mkdtemp(prefix=f"asslsb-{case.name}-") if comm.rank == 0 else None, root=0)
         self.out_dir = Path(out_dir)
+        # the files the case refers to and the folder, read once on rank 0
+        errors = comm.bcast(check_inputs(case, self.out_dir) if comm.rank == 0 else None, root=0)
+        if errors:
+            raise CaseError(errors, f"case {case.name!r}")
 
     def run(self, resume: bool = False) -> Solution:
         """Run every cycle of the protocol; resume: continue from the folder's checkpoint."""
@@ -107,16 +113,57 @@ def run(case: Case, out_dir: Path, comm=MPI.COMM_WORLD, resume: bool = False) ->
     return Simulation(case, out_dir, comm).run(resume).summary.as_dict()
 
 
+# what a fresh run clears from its folder, so no file of an older run sits beside the new ones
+# (the mesh stays: a case may name a mesh that an earlier run generated there)
+OLD_RUN_FILES = [f for name, f in FILES.items() if name != "mesh"] + ["error.txt"]
+
+
 def _run(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[dict], list[dict]]:
-    """The engine: (summary, time-series rows, cycle rows), every file written into out_dir."""
-    wall0 = time.perf_counter()
+    """The engine: (summary, time-series rows, cycle rows), every file written into out_dir,
+    which this run holds (a lock file) until it ends."""
     out_dir = Path(out_dir)
+    lock = problem = None
     if comm.rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            # a fresh run never leaves an older run's checkpoint to be resumed later
-            shutil.rmtree(out_dir / checkpoint.FOLDER, ignore_errors=True)
-    comm.barrier()
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            lock = acquire_lock(out_dir)
+        except (OSError, FileExistsError) as err:
+            problem = str(err)
+    problem = comm.bcast(problem, root=0)
+    if problem:
+        raise CaseError([problem], f"case {case.name!r}")
+    try:
+        if resume and not comm.bcast(checkpoint.exists(out_dir) if comm.rank == 0 else None, root=0):
+            raise CheckpointError(f"nothing to resume in {out_dir}: it holds no checkpoint "
+                                  f"({checkpoint.FOLDER}/{checkpoint.STATE}); run without --resume to start afresh")
+        if not resume and comm.rank == 0:
+            cleared = _clear_old_run(out_dir)
+            if cleared:
+                print(f"note: {out_dir} held an older run; removed its {', '.join(cleared)}", flush=True)
+        comm.barrier()
+        return _run_in(case, out_dir, comm, resume)
+    finally:
+        comm.barrier()
+        if lock is not None:
+            lock.unlink(missing_ok=True)
+
+
+def _clear_old_run(out_dir: Path) -> list[str]:
+    cleared = []
+    for name in OLD_RUN_FILES:
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        cleared.append(name)
+    return cleared
+
+
+def _run_in(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[dict], list[dict]]:
+    wall0 = time.perf_counter()
 
     msh, generation = prepare_mesh(case, out_dir, comm)
     cell = load_mesh(msh, comm)
@@ -129,7 +176,7 @@ def _run(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[dict
     n_cycles = case.protocol.cycles
     progress = Progress(case.output.progress, comm, n_cycles, len(steps))
     recorder = Recorder(problem, None, progress)  # appends to the writer, made after resuming
-    fields = _field_output(case, problem, out_dir)
+    fields = None  # made after resuming: a refused resume touches no file
     snapshots = []
 
     def on_step_end(cycle, index, step, end):
@@ -145,9 +192,11 @@ def _run(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[dict
     # the time series so far is read before the writer replaces the file
     previous_rows = _previous_rows(out_dir, comm) if resume else []
     resumed = engine.resume() if resume else None
+    fields = _field_output(case, problem, out_dir)
     writer = output.TimeSeriesWriter(out_dir / "timeseries.csv", extra_columns=BALANCE_COLUMNS, comm=comm)
     for row in previous_rows:
-        if resumed is not None and row["cycle"] <= resumed:
+        # a row torn by a kill has no whole cycle number (and belongs to an unfinished cycle)
+        if resumed is not None and isinstance(row.get("cycle"), int) and row["cycle"] <= resumed:
             writer.append(row)
     engine.rows, recorder.append_row = writer.rows, writer.append
     try:

@@ -46,10 +46,10 @@ class Catalyst:
 
 # allowed range of each numeric field: (test, text for the message)
 _RANGES = {
-    "i0_ref_A_m2": (lambda v: v > 0, "> 0"),
-    "Ea_kJ_mol": (lambda v: v >= 0, ">= 0"),
-    "k_deact": (lambda v: v >= 0, ">= 0"),
-    "dEa_deact_kJ_mol": (lambda v: v >= 0, ">= 0"),
+    "i0_ref_A_m2": (lambda v: 0 < v <= 1e6, "0 < value <= 1e6 (A/m2)"),
+    "Ea_kJ_mol": (lambda v: 0 <= v <= 300, "0 <= value <= 300 (kJ/mol)"),
+    "k_deact": (lambda v: 0 <= v <= 1e3, "0 <= value <= 1e3"),
+    "dEa_deact_kJ_mol": (lambda v: 0 <= v <= 300, "0 <= value <= 300 (kJ/mol)"),
     "buffering": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "T_ref_C": (lambda v: -50 < v < 150, "in (-50, 150)"),
 }

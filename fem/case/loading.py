@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
@@ -11,7 +12,6 @@ from typing import get_args, get_origin, get_type_hints
 from fem.case.catalysts import CatalystError, load_library
 from fem.case.schema import Case, GeometryConfig
 from fem.case.steps import ProtocolError, parse_step, step_text
-
 
 # --- loading and validation -------------------------------------------------------------
 
@@ -26,6 +26,20 @@ class CaseError(ValueError):
             message = f"{source}: {len(errors)} problems:\n" + "\n".join(f"  - {e}" for e in errors)
         super().__init__(message)
 
+
+# bounds for values the solver cannot survive or that no cathode has
+MAX_LENGTH_UM = 1e4  # 1 cm
+MAX_CURRENT_A_M2 = 1000.0  # 100 mA/cm2
+MAX_C_RATE = 100.0
+MAX_DURATION_S = 1e7  # about 116 days
+MAX_CYCLES = 1_000_000
+VOLTAGE_WINDOW_V = (0.0, 4.0)  # cut-offs and holds, vs Li-In
+MATERIAL_RANGES = {  # name -> (low, high, unit)
+    "kappa_SE_S_m": (1e-8, 100.0, "S/m"), "Ea_kappa_SE_eV": (0.0, 2.0, "eV"),
+    "sigma_C_S_m": (1e-6, 1e8, "S/m"), "sigma_S_S_m": (1e-12, 1e8, "S/m"),
+    "D_S_m2_s": (1e-25, 1e-6, "m2/s"), "density_S_g_cm3": (0.1, 25.0, "g/cm3"),
+    "density_SE_g_cm3": (0.1, 25.0, "g/cm3"), "density_C_g_cm3": (0.1, 25.0, "g/cm3"),
+}
 
 _NOT_IN_FILE = {"base_dir"}  # set by load_case, not by the user
 # units live in key names; a suggested key with one of these suffixes says which unit it expects
@@ -125,9 +139,14 @@ def _range_errors(case: Case) -> list[str]:
     # rules by name, so fields added later are covered too
     for key, value, default in _leaves(case):
         name = key.rsplit(".", 1)[-1]
+        numbers = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            errors.append(f"{key} = {value!r} must be a finite number")
+            continue
         if name.endswith("_um") and isinstance(value, int | float):
             zero_ok = default == 0  # a length whose default is 0 (a spread) may be 0
-            need(key, value, value >= 0 if zero_ok else value > 0, ">= 0" if zero_ok else "> 0 (a length)")
+            need(key, value, (value >= 0 if zero_ok else value > 0) and value <= MAX_LENGTH_UM,
+                 (">= 0" if zero_ok else "> 0 (a length)") + f" and <= {MAX_LENGTH_UM:g} um")
         elif name == "volume_fraction":
             need(key, value, 0 <= value < 1, "0 <= value < 1")
         elif isinstance(value, Path):
@@ -136,13 +155,14 @@ def _range_errors(case: Case) -> list[str]:
                 errors.append(f"{key}: file not found: {path}")
     for f in fields(case.materials):
         value = getattr(case.materials, f.name)
-        need(f"materials.{f.name}", value, value > 0, "> 0")
+        lo, hi, unit = MATERIAL_RANGES[f.name]
+        need(f"materials.{f.name}", value, lo <= value <= hi, f"{lo:g} <= value <= {hi:g} ({unit})")
 
     _geometry_errors(case.geometry, need, errors)
     c, k, a, s, o = case.conditions, case.kinetics, case.anode, case.solver, case.output
-    need("name", case.name, bool(case.name) and not set("/\\") & set(case.name),
-         "a non-empty name without '/' or '\\' (it names the output folder)")
-    need("ocv.U0_V", case.ocv.U0_V, case.ocv.U0_V > 0, "> 0 (vs Li/Li+)")
+    need("name", case.name, bool(case.name) and not set("/\\") & set(case.name) and case.name.strip(".") != "",
+         "a non-empty name without '/' or '\\', not '.' or '..' (it names the output folder)")
+    need("ocv.U0_V", case.ocv.U0_V, 0 < case.ocv.U0_V <= 5, "0 < value <= 5 (V vs Li/Li+)")
     need("ocv.slope_V", case.ocv.slope_V, case.ocv.slope_V >= 0, ">= 0")
     need("ocv.end_scale_V", case.ocv.end_scale_V, case.ocv.end_scale_V >= 0, ">= 0")
     need("kinetics.alpha_a", k.alpha_a, 0 < k.alpha_a < 1, "0 < value < 1")
@@ -150,11 +170,15 @@ def _range_errors(case: Case) -> list[str]:
     need("kinetics.w_min", k.w_min, 0 <= k.w_min <= 1, "0 <= value <= 1")
     need("kinetics.g_eps", k.g_eps, 0 < k.g_eps < 0.5, "0 < value < 0.5")
     need("anode.alpha", a.alpha, 0 < a.alpha < 1, "0 < value < 1")
-    need("anode.i0_an_A_m2", a.i0_an_A_m2, a.i0_an_A_m2 > 0, "> 0")
+    need("anode.i0_an_A_m2", a.i0_an_A_m2, 0 < a.i0_an_A_m2 <= 1e6, "0 < value <= 1e6 (A/m2)")
+    need("anode.U_an_V", a.U_an_V, 0 <= a.U_an_V <= 3, "0 <= value <= 3 (V vs Li/Li+)")
+    g = case.geometry
+    need("geometry.seed", g.seed, 0 <= g.seed < 2**32, "0 <= value < 2^32")
     need("conditions.temperature_C", c.temperature_C, -50 < c.temperature_C < 150, "-50 < value < 150 (degC)")
     need("conditions.initial_lithiation", c.initial_lithiation, 0 < c.initial_lithiation < 1,
          "0 < value < 1 (0 = S8, 1 = Li2S)")
     need("solver.dt_min_s", s.dt_min_s, s.dt_min_s > 0, "> 0")
+    need("solver.dt_max_s", s.dt_max_s, s.dt_max_s <= MAX_DURATION_S, f"<= {MAX_DURATION_S:g} s")
     if not s.dt_min_s <= s.dt_initial_s <= s.dt_max_s:
         errors.append("time steps must satisfy solver.dt_min_s <= solver.dt_initial_s <= solver.dt_max_s, got "
                       f"{s.dt_min_s!r} <= {s.dt_initial_s!r} <= {s.dt_max_s!r}")
@@ -163,9 +187,10 @@ def _range_errors(case: Case) -> list[str]:
     need("solver.cutoff_tol_V", s.cutoff_tol_V, s.cutoff_tol_V > 0, "> 0")
     need("solver.cutoff_tol_rel_current", s.cutoff_tol_rel_current, 0 < s.cutoff_tol_rel_current < 1,
          "0 < value < 1")
-    need("solver.max_newton_iterations", s.max_newton_iterations, s.max_newton_iterations >= 1, ">= 1")
-    need("solver.newton_rtol", s.newton_rtol, s.newton_rtol > 0, "> 0")
-    need("solver.newton_atol", s.newton_atol, s.newton_atol > 0, "> 0")
+    need("solver.max_newton_iterations", s.max_newton_iterations, 1 <= s.max_newton_iterations <= 1000,
+         "1 <= value <= 1000")
+    need("solver.newton_rtol", s.newton_rtol, 0 < s.newton_rtol < 1, "0 < value < 1")
+    need("solver.newton_atol", s.newton_atol, 0 < s.newton_atol < 1, "0 < value < 1 (max |residual entry|)")
     need("solver.linear_solver", s.linear_solver, s.linear_solver in ("direct", "iterative"),
          "'direct' or 'iterative'")
     need("output.progress", o.progress, o.progress in ("auto", "on", "off"), "'auto', 'on' or 'off'")
@@ -220,8 +245,13 @@ def _geometry_errors(g: GeometryConfig, need, errors: list[str]) -> None:
              f"<= geometry.{phase}.radius_mean_um = {spec.radius_mean_um!r}")
     need("geometry.mesh.size_min_um", g.mesh.size_min_um, g.mesh.size_min_um <= g.mesh.size_max_um,
          f"<= geometry.mesh.size_max_um = {g.mesh.size_max_um!r}")
-    need("geometry.carbon.kind", g.carbon.kind, g.carbon.kind in ("fibres", "aggregates"),
-         "'fibres' or 'aggregates'")
+    need("geometry.carbon.kind", g.carbon.kind, g.carbon.kind in ("fibres", "aggregates", "cylinders"),
+         "'fibres', 'aggregates' or 'cylinders' (3D only)")
+    need("geometry.carbon.length_um", g.carbon.length_um, g.carbon.length_um > 2 * g.carbon.radius_mean_um,
+         "> 2 * geometry.carbon.radius_mean_um")
+    need("geometry.mesh.mesher", g.mesh.mesher, g.mesh.mesher in ("occ", "cgal") and
+         (g.mesh.mesher == "occ" or g.dimension == 3), "'occ' or 'cgal' (cgal: 3D only)")
+    need("geometry.mesh.voxel_um", g.mesh.voxel_um, g.mesh.voxel_um >= 0, ">= 0 (0: automatic)")
     need("geometry.carbon.segment_overlap", g.carbon.segment_overlap, 0 < g.carbon.segment_overlap < 1,
          "0 < value < 1")
     if g.mesh_file is not None:
@@ -249,14 +279,39 @@ def _catalyst_errors(case: Case, errors: list[str]) -> None:
 
 def _protocol_errors(case: Case, need, errors: list[str]) -> None:
     p = case.protocol
-    need("protocol.cycles", p.cycles, p.cycles >= 1, ">= 1")
+    need("protocol.cycles", p.cycles, 1 <= p.cycles <= MAX_CYCLES, f"1 <= value <= {MAX_CYCLES:g}")
     if not p.steps:
         errors.append("protocol.steps is empty; give at least one step, e.g. \"Discharge at 1 mA/cm2 until 0.6 V\"")
+    # the open-circuit plateau vs Li-In: a discharge ends below it, a charge above it
+    plateau_V = case.ocv.U0_V - case.anode.U_an_V
     for i, text in enumerate(p.steps):
+        where = f"protocol.steps[{i}] (step {i + 1}: {text!r})"
         try:
-            parse_step(text, case.anode.U_an_V)
+            step = parse_step(text, case.anode.U_an_V)
         except ProtocolError as err:
             errors.append(f"protocol.steps[{i}] (step {i + 1}): {err}")
+            continue
+        lo, hi = VOLTAGE_WINDOW_V
+        for what, volts in (("cut-off", step.until_voltage_V), ("hold voltage", step.voltage_V)):
+            if volts is not None and not lo < volts < hi:
+                errors.append(f"{where}: {what} {volts:g} V vs Li-In is outside {lo:g} < V < {hi:g} "
+                              f"(vs Li/Li+: add {case.anode.U_an_V:g} V)")
+        if step.current_A_m2 is not None and abs(step.current_A_m2) > MAX_CURRENT_A_M2:
+            errors.append(f"{where}: {abs(step.current_A_m2) / 10:g} mA/cm2 is above the "
+                          f"{MAX_CURRENT_A_M2 / 10:g} mA/cm2 this model is meant for")
+        if step.c_rate is not None and step.c_rate > MAX_C_RATE:
+            errors.append(f"{where}: {step.c_rate:g}C is above {MAX_C_RATE:g}C")
+        if step.duration_s is not None and step.duration_s > MAX_DURATION_S:
+            errors.append(f"{where}: {step.duration_s:g} s is longer than {MAX_DURATION_S:g} s "
+                          f"({MAX_DURATION_S / 86400:g} days)")
+        v = step.until_voltage_V
+        if v is not None and lo < v < hi:
+            if step.kind == "discharge" and v >= plateau_V:
+                errors.append(f"{where}: a discharge lowers the voltage, but its cut-off {v:g} V is not below "
+                              f"the open-circuit plateau {plateau_V:.3g} V vs Li-In (ocv.U0_V - anode.U_an_V)")
+            elif step.kind == "charge" and v <= plateau_V:
+                errors.append(f"{where}: a charge raises the voltage, but its cut-off {v:g} V is not above "
+                              f"the open-circuit plateau {plateau_V:.3g} V vs Li-In (ocv.U0_V - anode.U_an_V)")
 
 
 def validate_case(case: Case, source: str | None = None) -> None:
@@ -271,10 +326,21 @@ def load_case(path: str | Path) -> Case:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"case file not found: {path}")
+    raw = path.read_bytes()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        # utf-8-sig: a byte-order mark some editors write is not part of the TOML
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        hint = " (it looks like UTF-16)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise CaseError([f"not a UTF-8 text file{hint}: byte {err.start} is {raw[err.start:err.start + 1]!r}; "
+                         "save the case file as UTF-8"], str(path)) from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise CaseError([f"not a valid TOML file: {err}"], str(path)) from None
+    if not data:
+        raise CaseError(["the case file sets nothing (empty or only comments); a case needs at least "
+                         "[protocol] steps or a [geometry] table (see cases/quickstart.toml)"], str(path))
     base_dir = path.resolve().parent
     errors: list[str] = []
     case = _update(Case(name=path.stem, base_dir=base_dir), data, "", base_dir, errors)

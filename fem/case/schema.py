@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 # --- geometry ---------------------------------------------------------------------------
 
 @dataclass
@@ -30,7 +29,8 @@ class CarbonSpec(PhaseSpec):
     radius_mean_um: float = 0.6
     radius_std_um: float = 0.0
     radius_min_um: float = 0.3
-    kind: str = "fibres"  # "fibres" (chains) or "aggregates" (branched clusters)
+    kind: str = "fibres"  # "fibres" (chains), "aggregates" (branched clusters), "cylinders" (3D)
+    length_um: float = 10.0  # kind "cylinders": longest straight fibre (a fibre stops at an S particle)
     # centre spacing along a chain, in units of the radius sum; above 0.5 so that second
     # neighbours do not touch (tangent spheres make OpenCASCADE booleans crawl or fail)
     segment_overlap: float = 0.75
@@ -41,6 +41,10 @@ class MeshConfig:
     size_min_um: float = 0.25  # element size at interfaces
     size_max_um: float = 1.5  # element size far from interfaces
     size_transition_um: float = 2.0  # distance over which the size grows from min to max
+    # "occ": gmsh OpenCASCADE booleans (exact surfaces, slow beyond a few hundred particles);
+    # "cgal": CGAL Mesh_3 of a labelled voxel image (python3-pygalmesh), for large 3D packings
+    mesher: str = "occ"
+    voxel_um: float = 0.0  # cgal: image voxel edge; 0 = a third of the smallest particle radius
 
 
 @dataclass

@@ -105,6 +105,11 @@ def save(out_dir: Path, comm, problem, state: CheckpointState) -> None:
     comm.barrier()
 
 
+def exists(out_dir: Path) -> bool:
+    """out_dir holds a checkpoint (its state.json)."""
+    return (Path(out_dir) / FOLDER / STATE).is_file()
+
+
 def _read_state(path: Path) -> dict | str | None:
     """state.json as a dict, None if there is none, or the reason it cannot be read."""
     if not path.is_file():

@@ -150,6 +150,10 @@ class LongCycling:
         meta = checkpoint.load(self.out_dir, self.comm, self.problem, self.fingerprint)
         if meta is None:
             return None
+        if meta.cycle > self.n_cycles:
+            raise checkpoint.CheckpointError(
+                f"{self.out_dir}: the checkpoint holds {meta.cycle} cycles, more than protocol.cycles = "
+                f"{self.n_cycles}; resume with at least {meta.cycle} cycles or run afresh without --resume")
         self.slow = SlowState(**meta.slow)
         self.next_cycle, self.next_simulated = meta.next_cycle, meta.next_simulated
         self.k_previous, self.t_s = meta.k_previous, meta.t_s

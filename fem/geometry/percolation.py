@@ -136,7 +136,12 @@ def _labels_touching(lab: np.ndarray, region: np.ndarray) -> np.ndarray:
 def voxelize(packing: Packing, voxel_um: float | None = None) -> VoxelGrid:
     grid = VoxelGrid(packing.box_um, packing.separator_um, voxel_um or default_voxel_um(packing))
     for p in packing.particles:
-        grid.paint(p.center_um, p.radius_um, p.phase)
+        if p.kind == "cylinder":
+            from fem.geometry.fibres import paint_cylinder
+
+            paint_cylinder(grid, p.start_um, p.end_um, p.radius_um, p.phase)
+        else:
+            grid.paint(p.center_um, p.radius_um, p.phase)
     return grid
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import ufl
 
 from fem.case import Materials, OCVConfig
+from fem.case.tables import read_ocv_table
 from fem.constants import K_B_EV, M_S_KG_MOL, F, kelvin
 
 
@@ -72,19 +71,6 @@ def _np_log(y):
 
 def _ufl_where(condition, a, b):
     return ufl.conditional(condition, a, b)
-
-
-def read_ocv_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Columns x, U_V (vs Li/Li+); x strictly increasing in [0, 1]."""
-    with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f)]
-    if not rows or not {"x", "U_V"} <= set(rows[0]):
-        raise ValueError(f"{path}: an OCV table needs the header 'x,U_V' and at least two rows")
-    xs = np.array([float(r["x"]) for r in rows])
-    us = np.array([float(r["U_V"]) for r in rows])
-    if len(xs) < 2 or np.any(np.diff(xs) <= 0) or xs[0] < 0 or xs[-1] > 1:
-        raise ValueError(f"{path}: x must increase strictly within [0, 1] over at least two rows")
-    return xs, us
 
 
 def _piecewise_linear(x, xs, us, max_value):

@@ -37,6 +37,7 @@ def catalyst_case(case: Case, catalyst: str) -> Case:
 
 def run_comparison(case: Case, out_dir: Path, comm, resume: bool = False) -> list[dict]:
     """Run every catalyst; resume: continue each from the checkpoint in its folder, if any."""
+    from fem.cycling import checkpoint
     from fem.outputs.tables import read_csv_rows
     from fem.simulation import run
 
@@ -47,7 +48,9 @@ def run_comparison(case: Case, out_dir: Path, comm, resume: bool = False) -> lis
         wall0 = time.perf_counter()
         row = {"catalyst": name}
         try:
-            summary = run(catalyst_case(case, name), folder, comm, resume=resume)
+            # a catalyst the interrupted comparison never started starts afresh
+            started = comm.bcast(checkpoint.exists(folder) if comm.rank == 0 else None, root=0)
+            summary = run(catalyst_case(case, name), folder, comm, resume=resume and started)
             cycles = read_csv_rows(folder / "cycles.csv")
             ea = read_csv_rows(folder / "activation_energy.csv") if (folder / "activation_energy.csv").is_file() else []
             cap = [r["discharge_capacity_mAh_gS"] for r in cycles]

@@ -23,6 +23,27 @@ def error_of(tmp_path: Path, text: str) -> str:
     return str(err.value)
 
 
+@pytest.mark.parametrize("raw, fragment", [
+    ("# température\n[protocol]\ncycles = 2\n".encode("latin-1"), "not a UTF-8 text file: byte 6 is b'\\xe9'"),
+    ("[protocol]\ncycles = 2\n".encode("utf-16"), "it looks like UTF-16"),
+    (b"\x00\x01\x02binary", "not a valid TOML file"),
+    (b"", "sets nothing"),
+    (b"# only a comment\n\n", "sets nothing"),
+])
+def test_unreadable_or_empty_case_files(tmp_path, raw, fragment):
+    path = tmp_path / "case.toml"
+    path.write_bytes(raw)
+    with pytest.raises(CaseError) as err:
+        load_case(path)
+    assert fragment in str(err.value)
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "case.toml"
+    path.write_bytes(b"\xef\xbb\xbf[protocol]\ncycles = 2\n")
+    assert load_case(path).protocol.cycles == 2
+
+
 def toml_of(obj, where: str = "") -> str:
     """Every scalar and list field of a dataclass as TOML (tables after scalars)."""
     lines, tables = [f"[{where}]"] if where else [], []
@@ -91,6 +112,24 @@ buffering = 0.0
 
 # each bad input -> a message naming the full key and what is allowed
 BAD = {
+    # values the solver cannot survive, or that no cathode has
+    "nan": ("[materials]\nsigma_C_S_m = nan\n", "materials.sigma_C_S_m = nan must be a finite number"),
+    "inf_length": ("[geometry]\nwidth_um = inf\n", "geometry.width_um = inf must be a finite number"),
+    "huge_D": ("[materials]\nD_S_m2_s = 1.0\n", "materials.D_S_m2_s = 1.0 is out of range; allowed: 1e-25 <= value"),
+    "negative_seed": ("[geometry]\nseed = -1\n", "geometry.seed = -1 is out of range"),
+    "anode_potential": ("[anode]\nU_an_V = 10.0\n", "anode.U_an_V = 10.0 is out of range"),
+    "newton_rtol": ("[solver]\nnewton_rtol = 1e6\n", "solver.newton_rtol = 1000000.0 is out of range"),
+    "catalyst_Ea": ("[catalysts.PCN]\nEa_kJ_mol = 1e6\n", "catalysts.PCN.Ea_kJ_mol = 1000000.0 is out of range"),
+    "name_dotdot": ('name = ".."\n', "not '.' or '..'"),
+    "huge_current": ('[protocol]\nsteps = ["Discharge at 1e6 mA/cm2 until 0.6 V"]\n', "above the 100 mA/cm2"),
+    "hold_100V": ('[protocol]\nsteps = ["Hold at 100 V for 1 hour"]\n', "hold voltage 100 V vs Li-In is outside 0 < V < 4"),
+    "cutoff_negative": ('[protocol]\nsteps = ["Discharge at 1 mA/cm2 until -5 V"]\n', "cut-off -5 V vs Li-In is outside"),
+    "discharge_above_ocv": ('[protocol]\nsteps = ["Discharge at 1 mA/cm2 until 2.0 V"]\n',
+                            "its cut-off 2 V is not below the open-circuit plateau 1.58 V"),
+    "charge_below_ocv": ('[protocol]\nsteps = ["Charge at 1 mA/cm2 until 1.2 V"]\n',
+                         "its cut-off 1.2 V is not above the open-circuit plateau 1.58 V"),
+    "endless_rest": ('[protocol]\nsteps = ["Rest for 1e9 hours"]\n', "is longer than 1e+07 s"),
+    "endless_cycles": ("[protocol]\ncycles = 1000000000000\n", "protocol.cycles = 1000000000000 is out of range"),
     "unknown_key": ("[geometry]\nseperator_um = 5\n",
                     "unknown key 'geometry.seperator_um'; did you mean 'geometry.separator_um'"),
     "wrong_unit": ("[geometry]\nthickness_mm = 0.03\n",
@@ -114,7 +153,7 @@ BAD = {
     "temperature": ("[conditions]\ntemperature_C = 200\n", "conditions.temperature_C = 200.0 is out of range"),
     "lithiation": ("[conditions]\ninitial_lithiation = 0\n", "conditions.initial_lithiation = 0.0 is out of range"),
     "alpha": ("[anode]\nalpha = 1.0\n", "anode.alpha = 1.0 is out of range; allowed: 0 < value < 1"),
-    "cycles": ("[protocol]\ncycles = 0\n", "protocol.cycles = 0 is out of range; allowed: >= 1"),
+    "cycles": ("[protocol]\ncycles = 0\n", "protocol.cycles = 0 is out of range; allowed: 1 <= value <= 1e+06"),
     "dt_order": ("[solver]\ndt_initial_s = 500.0\n",
                  "solver.dt_min_s <= solver.dt_initial_s <= solver.dt_max_s, got 0.001 <= 500.0 <= 300.0"),
     "progress": ('[output]\nprogress = "yes"\n',

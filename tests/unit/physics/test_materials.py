@@ -8,8 +8,9 @@ from dolfinx import fem, mesh
 from mpi4py import MPI
 
 from fem.case import Materials, OCVConfig
+from fem.case.tables import read_ocv_table
 from fem.constants import K_B_EV
-from fem.physics.materials import OCV, kappa_SE_S_m, read_ocv_table
+from fem.physics.materials import OCV, kappa_SE_S_m
 
 
 def ufl_at_nodes(ocv: OCV, xs: np.ndarray) -> np.ndarray:
