@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="python3-dolfinx python3-h5py-mpi python3-matplotlib python3-venv python3-dev libopenblas0-pthread openmpi-bin make"
+APT_PACKAGES="python3-dolfinx python3-h5py-mpi python3-matplotlib python3-venv python3-dev libopenblas0-pthread openmpi-bin make python3-pygalmesh"
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 

@@ -28,6 +28,10 @@ def build_mesh(packing: Packing, mesh: MeshConfig, msh_path: Path, verbose: bool
     Returns {"volume_fractions": per phase of the cathode layer from OCC masses,
     "mesh_volume_fractions": the same from the mesh cells, "cells", "vertices", "seconds"}.
     """
+    if getattr(mesh, "mesher", "occ") == "cgal":
+        from fem.geometry.labelled import build_mesh_cgal
+
+        return build_mesh_cgal(packing, mesh, msh_path, verbose=verbose)
     t0 = time.perf_counter()
     msh_path = Path(msh_path)
     msh_path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,8 +89,11 @@ def _cell_type(dim: int) -> int:
     return 2 if dim == 2 else 4  # gmsh: 3-node triangle, 4-node tetrahedron
 
 
-def _shape(packing: Packing, center, radius: float) -> int:
+def _shape(packing: Packing, center, radius: float, particle=None) -> int:
     occ = gmsh.model.occ
+    if particle is not None and particle.kind == "cylinder":
+        a, b = np.asarray(particle.start_um), np.asarray(particle.end_um)
+        return occ.addCylinder(*a, *(b - a), particle.radius_um)
     if packing.dimension == 2:
         return occ.addDisk(center[0], center[1], 0.0, radius, radius)
     return occ.addSphere(*center, radius)
@@ -108,7 +115,8 @@ def _fuse_local(packing: Packing, particles: list, batch: int = 24) -> list:
     centers = np.array([p.center_um for p in particles])
     cell = np.floor(centers / (4.0 * max(p.radius_um for p in particles))).astype(int)
     order = np.lexsort(tuple(cell[:, i] for i in reversed(range(d))))
-    shapes = [(d, _shape(packing, particles[i].center_um, particles[i].radius_um)) for i in order]
+    shapes = [(d, _shape(packing, particles[i].center_um, particles[i].radius_um, particles[i]))
+              for i in order]
     groups = [_fuse(shapes[i : i + batch], []) for i in range(0, len(shapes), batch)]
     while len(groups) > 1:
         groups = [_fuse(groups[i], groups[i + 1] if i + 1 < len(groups) else []) for i in range(0, len(groups), 2)]

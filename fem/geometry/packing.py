@@ -38,6 +38,27 @@ class Particle:
     phase: str  # "S", "C" or "void"
     center_um: tuple  # (x, y) or (x, y, z)
     radius_um: float
+    kind = "sphere"  # a disk in 2D (class attribute, not in the JSON for compatibility)
+
+
+@dataclass(frozen=True)
+class Cylinder:
+    """A straight fibre (3D only): flat-ended cylinder around the axis start_um -> end_um.
+    JSON: {"phase": "C", "kind": "cylinder", "start_um": [..], "end_um": [..], "radius_um": r}."""
+
+    phase: str
+    start_um: tuple
+    end_um: tuple
+    radius_um: float
+    kind = "cylinder"
+
+    @property
+    def center_um(self) -> tuple:
+        return tuple(0.5 * (a + b) for a, b in zip(self.start_um, self.end_um))
+
+    @property
+    def length_um(self) -> float:
+        return float(np.linalg.norm(np.subtract(self.end_um, self.start_um)))
 
 
 @dataclass
@@ -45,7 +66,7 @@ class Packing:
     dimension: int
     box_um: tuple  # (Lx, Ly) or (Lx, Ly, Lz); Lx = separator + cathode thickness
     separator_um: float  # the cathode layer is separator_um <= x <= Lx
-    particles: list[Particle] = field(default_factory=list)
+    particles: list = field(default_factory=list)  # Particle (sphere/disk) and Cylinder (3D)
     meta: dict = field(default_factory=dict)  # provenance (seed, targets); not used by the model
 
     @property
@@ -54,20 +75,26 @@ class Packing:
         return (self.box_um[0] - self.separator_um) * float(np.prod(self.box_um[1:]))
 
     def centers_um(self, phase: str | None = None) -> np.ndarray:
-        sel = [p.center_um for p in self.particles if phase in (None, p.phase)]
+        """Centres of the spheres/disks (cylinders are not included: see cylinders())."""
+        sel = [p.center_um for p in self.particles if phase in (None, p.phase) and p.kind == "sphere"]
         return np.asarray(sel, dtype=float).reshape(-1, self.dimension)
 
     def radii_um(self, phase: str | None = None) -> np.ndarray:
-        return np.array([p.radius_um for p in self.particles if phase in (None, p.phase)], dtype=float)
+        return np.array([p.radius_um for p in self.particles if phase in (None, p.phase) and p.kind == "sphere"],
+                        dtype=float)
+
+    def cylinders(self, phase: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(starts (n, 3), ends (n, 3), radii (n,)) of the cylinders of phase (all if None)."""
+        sel = [p for p in self.particles if p.kind == "cylinder" and phase in (None, p.phase)]
+        a = np.asarray([p.start_um for p in sel], dtype=float).reshape(-1, 3)
+        b = np.asarray([p.end_um for p in sel], dtype=float).reshape(-1, 3)
+        return a, b, np.array([p.radius_um for p in sel], dtype=float)
 
     def to_dict(self) -> dict:
         out = {
             "box_um": [float(v) for v in self.box_um],
             "separator_um": float(self.separator_um),
-            "particles": [
-                {"phase": p.phase, "center_um": [float(v) for v in p.center_um], "radius_um": float(p.radius_um)}
-                for p in self.particles
-            ],
+            "particles": [_particle_dict(p) for p in self.particles],
         }
         if self.meta:
             out["meta"] = self.meta
@@ -98,6 +125,15 @@ class Packing:
         """
         pts = np.asarray(points_um, dtype=float)[:, : self.dimension]
         centers, radii = self.centers_um("C"), self.radii_um("C")
+        if any(p.kind == "cylinder" for p in self.particles):
+            from fem.geometry.fibres import distance_to_cylinders
+
+            out = distance_to_cylinders(pts, *self.cylinders("C"))
+            if len(radii):
+                sph = Packing(self.dimension, self.box_um, self.separator_um,
+                              [p for p in self.particles if p.kind == "sphere"])
+                out = np.minimum(out, sph.distance_to_carbon(pts))
+            return out
         if len(radii) == 0:
             return np.full(len(pts), np.inf)
         # the k nearest centres decide unless a farther, larger particle could be closer
@@ -117,9 +153,11 @@ class Packing:
 def near_tangencies(packing: Packing, min_gap_um: float) -> list[str]:
     """Pairs of surfaces, or a surface and a face of the cathode layer, that neither cross by
     min_gap_um / 2 nor keep min_gap_um apart, unless the near-tangency lies min_gap_um deep
-    inside a third particle that wins both sides. Such slivers break or bloat the mesh."""
+    inside a third particle that wins both sides. Such slivers break or bloat the mesh.
+    Spheres/disks only (cylinders are meshed from a labelled image, where slivers do not matter);
+    particle numbers count the spheres/disks."""
     c, r = packing.centers_um(), packing.radii_um()
-    prio = np.array([PRIORITY[p.phase] for p in packing.particles])
+    prio = np.array([PRIORITY[p.phase] for p in packing.particles if p.kind == "sphere"])
 
     def hidden(point, level, skip) -> bool:
         inside = (np.linalg.norm(c - point, axis=1) <= r - min_gap_um) & (prio >= level)
@@ -178,8 +216,46 @@ def _parse(data, source: str) -> Packing:
     return Packing(len(box), box, sep, particles, meta)
 
 
-def _parse_particle(i: int, p, box: tuple, sep: float, source: str) -> Particle:
+def _particle_dict(p) -> dict:
+    if p.kind == "cylinder":
+        return {"phase": p.phase, "kind": "cylinder", "start_um": [float(v) for v in p.start_um],
+                "end_um": [float(v) for v in p.end_um], "radius_um": float(p.radius_um)}
+    return {"phase": p.phase, "center_um": [float(v) for v in p.center_um], "radius_um": float(p.radius_um)}
+
+
+def _parse_cylinder(where: str, p: dict, box: tuple, sep: float) -> Cylinder:
+    keys = {"phase", "kind", "start_um", "end_um", "radius_um"}
+    if set(p) != keys:
+        raise ValueError(f"{where}: a cylinder needs exactly the keys {sorted(keys)}; got {sorted(p)}")
+    if len(box) != 3:
+        raise ValueError(f"{where}: cylinders exist only in 3D packings (box_um has 3 lengths)")
+    if p["phase"] not in PHASES:
+        raise ValueError(f"{where}: phase must be one of {PHASES}, got {p['phase']!r}")
+    ends = []
+    for key in ("start_um", "end_um"):
+        v = p[key]
+        if not isinstance(v, list) or len(v) != 3:
+            raise ValueError(f"{where}: {key} must have 3 coordinates, got {v!r}")
+        ends.append(tuple(_number(x, f"{where}: {key}") for x in v))
+    r = _number(p["radius_um"], f"{where}: radius_um")
+    if r <= 0:
+        raise ValueError(f"{where}: radius_um must be positive, got {r}")
+    if np.linalg.norm(np.subtract(ends[1], ends[0])) <= 0:
+        raise ValueError(f"{where}: start_um and end_um coincide (a cylinder needs a length)")
+    lo = (sep, 0.0, 0.0)
+    if any(min(a, b) - r >= hi_i or max(a, b) + r <= lo_i for a, b, lo_i, hi_i in zip(*ends, lo, box)):
+        raise ValueError(f"{where}: does not reach into the cathode layer {lo}..{box}")
+    return Cylinder(p["phase"], ends[0], ends[1], r)
+
+
+def _parse_particle(i: int, p, box: tuple, sep: float, source: str):
     where = f"{source}: particle {i}"
+    if isinstance(p, dict) and "kind" in p:
+        if p["kind"] == "cylinder":
+            return _parse_cylinder(where, p, box, sep)
+        if p["kind"] != "sphere":
+            raise ValueError(f"{where}: kind must be 'sphere' or 'cylinder', got {p['kind']!r}")
+        p = {k: v for k, v in p.items() if k != "kind"}
     if not isinstance(p, dict) or set(p) != {"phase", "center_um", "radius_um"}:
         got = sorted(p) if isinstance(p, dict) else repr(p)
         raise ValueError(f"{where}: needs exactly the keys phase, center_um, radius_um; got {got}")
@@ -211,6 +287,10 @@ _BRIDGE_RESERVE = 0.15  # 3D: share of the carbon kept for branches that wire up
 
 def generate_packing(geo: GeometryConfig) -> Packing:
     """A packing reaching geo's volume fractions; identical for an identical geo (seeded)."""
+    if geo.carbon.kind == "cylinders":
+        from fem.geometry.fibres import generate_fibre_packing
+
+        return generate_fibre_packing(geo)
     return _Generator(geo).run()
 
 
