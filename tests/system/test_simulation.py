@@ -82,13 +82,18 @@ def test_slow_discharge_uses_the_connected_sulfur(shared_tmp):
 
 
 @pytest.mark.mpi
-def test_one_and_two_ranks_give_the_same_voltage(shared_tmp):
+@pytest.mark.parametrize("mesh, steps", [
+    ("quickstart_2d.msh", ["Discharge at 1 mA/cm2 for 20 minutes", "Rest for 5 minutes",
+                           "Charge at 1 mA/cm2 for 10 minutes"]),
+    ("quickstart_3d.msh", ["Discharge at 1 mA/cm2 for 2 minutes", "Rest for 1 minute"]),
+])
+def test_one_and_two_ranks_give_the_same_voltage(shared_tmp, mesh, steps):
     """The same case on 2 ranks (COMM_WORLD) and on 1 (COMM_SELF on rank 0): V(t) to 1e-6 V."""
     comm = MPI.COMM_WORLD
     if comm.size != 2:
         pytest.skip("compares 1 and 2 ranks: run under mpirun -n 2")
-    steps = ["Discharge at 1 mA/cm2 for 20 minutes", "Rest for 5 minutes", "Charge at 1 mA/cm2 for 10 minutes"]
-    case = small_case("quickstart_2d.msh", steps, output={"fields": False, "plots": False})
+    case = small_case(mesh, steps, output={"fields": False, "plots": False},
+                      long_cycling={"activation_energy": False})
     run(case, shared_tmp / "two")
     serial_ok = True
     if comm.rank == 0:
