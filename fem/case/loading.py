@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import tomllib
 from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
@@ -40,6 +41,8 @@ MATERIAL_RANGES = {  # name -> (low, high, unit)
     "D_S_m2_s": (1e-25, 1e-6, "m2/s"), "density_S_g_cm3": (0.1, 25.0, "g/cm3"),
     "density_SE_g_cm3": (0.1, 25.0, "g/cm3"), "density_C_g_cm3": (0.1, 25.0, "g/cm3"),
 }
+
+_PETSC_KEY = re.compile(r"[a-z][a-z0-9_]*")
 
 _NOT_IN_FILE = {"base_dir"}  # set by load_case, not by the user
 # units live in key names; a suggested key with one of these suffixes says which unit it expects
@@ -191,6 +194,10 @@ def _range_errors(case: Case) -> list[str]:
          "1 <= value <= 1000")
     need("solver.newton_rtol", s.newton_rtol, 0 < s.newton_rtol < 1, "0 < value < 1")
     need("solver.newton_atol", s.newton_atol, 0 < s.newton_atol < 1, "0 < value < 1 (max |residual entry|)")
+    for key, value in s.petsc_options.items():
+        need(f"solver.petsc_options.{key}", value,
+             _PETSC_KEY.fullmatch(key) is not None and isinstance(value, str | int | float | bool),
+             "a PETSc option name without '-' (letters, digits, '_') set to a string, number or boolean")
     need("solver.linear_solver", s.linear_solver, s.linear_solver in ("direct", "iterative"),
          "'direct' or 'iterative'")
     need("output.progress", o.progress, o.progress in ("auto", "on", "off"), "'auto', 'on' or 'off'")

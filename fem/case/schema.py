@@ -135,6 +135,9 @@ class SolverConfig:
     newton_rtol: float = 1e-9
     newton_atol: float = 1e-8  # max |residual entry|, above its roundoff floor (~1e-9)
     linear_solver: str = "direct"  # "direct" (MUMPS LU) or "iterative" (GMRES + BoomerAMG)
+    # PETSc options of the Newton solver (SNES) and its linear solver (KSP/PC), without the
+    # leading '-', e.g. {ksp_type = "gmres", pc_type = "hypre"}: they override the preset
+    petsc_options: dict = field(default_factory=dict)
 
 
 @dataclass

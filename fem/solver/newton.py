@@ -21,9 +21,17 @@ LINEAR_PRESETS = {
     # same in 2D (Debian's MUMPS has no METIS/SCOTCH orderings)
     "direct": {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps",
                "mat_mumps_icntl_7": 2},
-    "iterative": {"ksp_type": "gmres", "ksp_rtol": 1e-10, "pc_type": "hypre",
+    # ksp_max_it: without a limit GMRES ran 10 000 iterations on a hard start; a linear solve
+    # that fails makes the Newton solve fail (DIVERGED_LINEAR_SOLVE), and the step runner cuts dt
+    "iterative": {"ksp_type": "gmres", "ksp_rtol": 1e-10, "ksp_max_it": 500, "pc_type": "hypre",
                   "pc_hypre_type": "boomeramg"},
 }
+
+
+def petsc_options(config: SolverConfig) -> dict:
+    """The options the Newton solver gets: SNES defaults, the linear preset, the case's overrides."""
+    return {"snes_type": "newtonls", "snes_linesearch_type": "l2", **LINEAR_PRESETS[config.linear_solver],
+            **config.petsc_options}
 
 
 class NewtonSolver:
@@ -41,8 +49,7 @@ class NewtonSolver:
         prefix = f"asslsb_newton{NewtonSolver._count}_"
         self.snes.setOptionsPrefix(prefix)
         options = PETSc.Options()
-        for key, value in {"snes_type": "newtonls", "snes_linesearch_type": "l2",
-                           **LINEAR_PRESETS[config.linear_solver]}.items():
+        for key, value in petsc_options(config).items():
             options[prefix + key] = value
         self.snes.setFromOptions()
         self.atol, self.rtol = config.newton_atol, config.newton_rtol
@@ -102,6 +109,7 @@ class NewtonSolver:
         compat.set_bc_values(self.x, self.bcs)
         self.snes.solve(None, self.x)
         reason = self.snes.getConvergedReason()
+        self.last_reason = reason  # < 0: why it failed (e.g. DIVERGED_LINEAR_SOLVE = -3)
         iterations = self.snes.getIterationNumber()
         self.total_iterations += iterations
         if reason > 0:

@@ -136,6 +136,28 @@ def test_direct_and_iterative_linear_solvers_agree():
     assert MPI.COMM_WORLD.allreduce(np.max(np.abs(u_d - u_i)), op=MPI.MAX) < 1e-8
 
 
+def test_petsc_options_from_the_case_reach_the_solver_and_a_krylov_limit_fails_cleanly():
+    """[solver.petsc_options] override the preset; a Krylov solve that hits ksp_max_it makes the
+    Newton solve fail (DIVERGED_LINEAR_SOLVE) instead of running on."""
+    from petsc4py import PETSc
+
+    from fem.case.catalysts import load_library
+    from fem.mesh import load_mesh
+    from fem.physics.problem import CellProblem
+    from fem.solver import NewtonSolver
+
+    case = small_case("tiny_2d.msh", ["Rest for 1 minute"],
+                      solver={"linear_solver": "iterative", "petsc_options": {"ksp_max_it": 2, "ksp_rtol": 1e-12}})
+    cell = load_mesh(case.geometry.mesh_file, MPI.COMM_WORLD)
+    problem = CellProblem(cell, case, load_library()[case.kinetics.catalyst],
+                          lambda F, J, u, bcs, c: NewtonSolver(F, J, u, bcs, c, case.solver))
+    ksp = problem.solver.snes.getKSP()
+    assert ksp.getType() == "gmres" and ksp.getTolerances()[3] == 2
+    problem.set_current(10.0)
+    converged, _ = problem.solver.solve()
+    assert not converged and problem.solver.last_reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE
+
+
 def test_c_max_and_theoretical_capacity_agree():
     """c_max F / rho_S is the theoretical capacity (two consistent routes to 1672 mAh/g)."""
     from fem.case import Materials

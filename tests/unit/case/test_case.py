@@ -113,6 +113,7 @@ buffering = 0.0
 # each bad input -> a message naming the full key and what is allowed
 BAD = {
     # values the solver cannot survive, or that no cathode has
+    "petsc_key": ('[solver.petsc_options]\n"-ksp_type" = "gmres"\n', "solver.petsc_options.-ksp_type = 'gmres'"),
     "nan": ("[materials]\nsigma_C_S_m = nan\n", "materials.sigma_C_S_m = nan must be a finite number"),
     "inf_length": ("[geometry]\nwidth_um = inf\n", "geometry.width_um = inf must be a finite number"),
     "huge_D": ("[materials]\nD_S_m2_s = 1.0\n", "materials.D_S_m2_s = 1.0 is out of range; allowed: 1e-25 <= value"),
