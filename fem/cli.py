@@ -1,56 +1,267 @@
-"""Command line: `python run_case.py CASE.toml [--out DIR] [--debug] [--resume]
-[--check | --effective-properties | --fit DATA.csv [--fit-params NAMES]]`."""
+"""The command line: `asslsb-fem run | check | mesh | effective | fit | compare | verify` (see
+`asslsb-fem --help`); `python run_case.py CASE [flags]` is the short form of `run` (legacy_main)."""
 
-from __future__ import annotations
+import os
 
-import argparse
-import sys
-import traceback
-from pathlib import Path
+# Before numpy is first imported (numpy loads OpenBLAS, which reads this once): Debian's
+# pthread OpenBLAS otherwise starts one thread per core whose idle spinning steals the second
+# core from this process's PETSc work (and from the other MPI ranks). A user's value wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from fem.case import Case, CaseError, load_case
-from fem.cycling.checkpoint import CheckpointError
-from fem.studies.fitting import FitError
-from fem.case.steps import ProtocolError
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-DESCRIPTION = """\
-Simulate an all-solid-state Li-S composite cathode described by a case file.
+from fem.case import Case, CaseError, load_case  # noqa: E402
+from fem.case.steps import ProtocolError  # noqa: E402
 
+PROG = "asslsb-fem"
+DEFAULT_FIT_PARAMS = "k_contact,k_sulfur_loss"
+FIT_PARAMS = "D_S_m2_s, k_contact, p_contact, k_sulfur_loss, k_deact, i0_ref_A_m2"
+
+CASE_HELP = """\
 The case file (TOML) has the tables [geometry] (with [geometry.sulfur], [geometry.carbon],
 [geometry.void], [geometry.mesh]), [materials], [ocv], [kinetics], [anode], [conditions],
-[protocol], [solver], [output] and optional [catalysts.<name>]; every key carries its unit in
-its name (thickness_um, temperature_C). Anything left out takes the default of MODEL.md.
-See cases/README.md and the commented cases/quickstart.toml.
+[protocol], [solver], [output] and optional [ageing], [long_cycling], [comparison] and
+[catalysts.<name>]; every key carries its unit in its name (thickness_um, temperature_C).
+Anything left out takes the default of MODEL.md. See cases/README.md and the commented
+cases/quickstart.toml. The output folder is results/<case name> (relative to the current
+folder) unless --out names another."""
 
-The run writes one folder: time series and per-cycle tables (CSV), a summary (JSON),
-fields for ParaView (XDMF + HDF5) and plots (PNG). With --effective-properties it only
-computes the effective ionic (SE) and electronic (C, C+S) conductivities of the cathode layer,
-tortuosity factors, S|SE area, triple-phase-boundary density and connected sulfur, and writes
-effective_properties.json (see fem/effective.py for the conventions)."""
+DESCRIPTION = f"""\
+Simulate all-solid-state Li-S composite cathodes described by case files.
+
+`{PROG} COMMAND --help` describes a command, what it writes, and gives an example.
+`python run_case.py CASE` is the short form of `{PROG} run CASE`.
+
+{CASE_HELP}"""
+
+RUN_HELP = f"""\
+Run every cycle of the case's protocol.
+
+writes into the output folder: timeseries.csv, cycles.csv, summary.json; fields.xdmf +
+fields.h5 and interfaces.xdmf for ParaView ([output] fields); voltage.png, retention.png,
+fields.png ([output] plots); activation_energy.csv (long_cycling.activation_energy);
+checkpoint (for --resume); mesh.msh + mesh.json when the geometry is generated. A fresh
+run clears an older run's files there.
+A case with a [comparison] table is run by `{PROG} compare`.
+
+examples:
+  {PROG} run cases/quickstart.toml                   # -> results/quickstart/
+  {PROG} run cases/quickstart.toml --out /tmp/q
+  {PROG} run cases/cu1ni1_pcn_1mA_2500cycles.toml --resume
+  mpirun -n 2 {PROG} run cases/quickstart_3d.toml
+
+{CASE_HELP}"""
+
+CHECK_HELP = f"""\
+Validate the case (keys, units, ranges, catalyst, protocol steps, files it names) and
+print a summary: geometry, volume fractions, catalyst, protocol steps, output folder.
+Writes nothing; solves nothing. Exit code 2 with one message if the case is invalid.
+
+example:
+  {PROG} check cases/quickstart.toml"""
+
+MESH_HELP = f"""\
+Generate the case's particle packing (or read its geometry.particles_file) and mesh it
+with gmsh, without solving. Prints the number of cells and the target, geometric and
+meshed volume fractions of each phase and how much of each phase percolates.
+
+writes into the output folder: mesh.msh (gmsh) and mesh.json (the particles). A case
+can then run on it with geometry.mesh_file = "<folder>/mesh.msh". A case that already
+names a geometry.mesh_file has nothing to mesh.
+
+example:
+  {PROG} mesh cases/quickstart.toml --out /tmp/q_mesh   # -> /tmp/q_mesh/mesh.msh, mesh.json"""
+
+EFFECTIVE_HELP = f"""\
+Compute the effective transport properties of the case's cathode layer (separator
+excluded): effective ionic (SE) and electronic (C, C+S) conductivities from steady
+potential problems, tortuosity factors, S|SE area, triple-phase-boundary density and the
+connected sulfur (see fem/studies/effective.py for the conventions).
+
+writes into the output folder: effective_properties.json (and the mesh it used).
+
+example:
+  {PROG} effective cases/quickstart.toml   # -> results/quickstart/effective_properties.json"""
+
+FIT_HELP = f"""\
+Fit parameters of the case to a measured capacity-vs-cycle table (CSV with the columns
+cycle, discharge_capacity_mAh_gS), then run the fitted case. D_S_m2_s is found by a
+secant search on real 2-cycle runs, the ageing parameters by least squares on a
+surrogate of measured capacity responses.
+
+writes into the output folder: fit.json (fitted and start values, RMS relative errors
+of the surrogate and of the real run, every data point against the run) and the fitted
+case's run in fitted/.
+
+example:
+  {PROG} fit cases/cu1ni1_pcn_1mA_2500cycles.toml data/anchor_1mA_2500cycles.csv --params D_S_m2_s"""
+
+COMPARE_HELP = f"""\
+Run the case once per catalyst named in its [comparison] table (catalysts = [...]), each
+into its own folder <out>/<catalyst>/ (a failing catalyst gets error.txt and the others
+go on), and compare them.
+
+writes into the output folder: one folder per catalyst (a full run each),
+comparison.csv, comparison.md, comparison.json and figures: capacity and voltage
+hysteresis vs cycle, voltage curves, activation energy vs cycle.
+
+example:
+  {PROG} compare cases/catalyst_comparison.toml          # -> results/catalyst_comparison/
+  {PROG} compare cases/catalyst_comparison.toml --resume # finished catalysts are not repeated"""
+
+VERIFY_HELP = f"""\
+Run the verification suite (about 6 minutes): manufactured solutions in 2D and 3D,
+analytic limits of a planar cell, effective-property checks, mesh convergence of a
+discharge and 1/2/3-rank consistency (the same as `python -m fem.verification`).
+
+writes into the output folder: report.md (tables and convergence plots) and
+summary.json (`passed` per check, `all_passed`). Exit code 1 if a check fails.
+
+example:
+  {PROG} verify --out results/verification --skip-parallel"""
+
+# loggers of the form compiler: FFCx announces each JIT compile, and setuptools' distutils
+# logs every compiler command on the root logger itself
+COMPILER_LOGGERS = ("ffcx", "UFL", "ufl", "dolfinx")
+
+
+class UsageError(Exception):
+    """A command or an option that does not fit the case or the other options (exit code 2)."""
+
+
+class CommandFailed(Exception):
+    """A command that ran and failed, e.g. the mesher (exit code 1)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+# ---------------------------------------------------------------- logging
+
+
+class _BelowWarningOnRoot(logging.Filter):
+    """Drops records below WARNING that are logged on the root logger itself.
+
+    `import ffcx` calls logging.basicConfig(), and for every JIT compile cffi puts
+    setuptools' distutils log, which is the root logger, at INFO: each compiler command
+    then arrives as an INFO record of the root logger, whatever level was set on it before.
+    A filter on the logger (not on a handler) sees only records logged there directly, not
+    those propagated from named loggers such as "fem".
+    """
+
+    def filter(self, record):
+        return record.levelno >= logging.WARNING
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record):
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        if record.levelno == logging.INFO:
+            return message
+        if record.levelno == logging.DEBUG:
+            return f"debug: {record.name}: {message}"
+        return f"{record.levelname.lower()}: {message}"
+
+
+_ROOT_FILTER = _BelowWarningOnRoot()
+_HANDLER = logging.StreamHandler(sys.stderr)
+_HANDLER.setFormatter(_Formatter())
+
+
+def configure_logging(verbosity: int = 0, debug: bool = False) -> None:
+    """Terminal logging of the command line (the library itself configures no logger).
+
+    verbosity -1 (--quiet): the "fem" logger at WARNING; 0: INFO; 1 (--verbose): DEBUG.
+    Compiler output (FFCx, the compiler commands of JIT compiles) is shown only with debug;
+    MPI ranks other than 0 log warnings and errors only.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(_HANDLER)  # before FFCx is imported: its basicConfig() then adds none
+    root.removeFilter(_ROOT_FILTER)
+    if debug:
+        root.setLevel(logging.INFO)  # the compiler commands; not every library's debug chatter
+        for name in COMPILER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    else:
+        root.setLevel(logging.WARNING)
+        root.addFilter(_ROOT_FILTER)
+        for name in COMPILER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[max(-1, min(1, verbosity))]
+    if _mpi_rank() > 0:
+        level = max(level, logging.WARNING)
+    logging.getLogger("fem").setLevel(logging.DEBUG if debug else level)
+
+
+def _mpi_rank() -> int:
+    """This process's rank from the launcher's environment (without initialising MPI)."""
+    for key in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
+
+
+# ---------------------------------------------------------------- the parser
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="run_case.py", description=DESCRIPTION,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("case", type=Path, help="case file (TOML)")
-    p.add_argument("--out", type=Path, metavar="DIR",
-                   help="output folder (default: results/<case name>, relative to the current folder)")
-    p.add_argument("--check", action="store_true", help="only validate the case, print a summary and exit")
-    p.add_argument("--effective-properties", action="store_true",
-                   help="only compute the effective transport properties of the cathode layer's "
-                        "microstructure and write effective_properties.json")
-    p.add_argument("--resume", action="store_true",
-                   help="continue a killed or extended run from the checkpoint in the output folder "
-                        "(same mesh and number of MPI ranks; a comparison resumes each catalyst's run and "
-                        "does not repeat finished ones); without it a run starts afresh")
-    p.add_argument("--fit", type=Path, metavar="DATA.csv",
-                   help="fit parameters to a capacity-vs-cycle CSV (columns cycle, "
-                        "discharge_capacity_mAh_gS), then run the fitted case; writes fit.json")
-    p.add_argument("--fit-params", default="k_contact,k_sulfur_loss", metavar="NAMES",
-                   help="comma-separated parameters for --fit, of: D_S_m2_s, k_contact, p_contact, "
-                        "k_sulfur_loss, k_deact, i0_ref_A_m2 (default: %(default)s)")
-    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    p = _Parser(prog=PROG, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from fem import __version__
+
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    def command(name, text, summary, case=True, out_default="results/<case name>", verbosity=True,
+                verbose_help="also the library's debug messages (compiler output needs --debug)"):
+        c = sub.add_parser(name, help=summary, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if case:
+            c.add_argument("case", type=Path, metavar="CASE", help="case file (TOML)")
+        c.add_argument("--out", type=Path, metavar="DIR",
+                       help=f"output folder (default: {out_default}, relative to the current folder)")
+        if verbosity:
+            v = c.add_mutually_exclusive_group()
+            v.add_argument("-q", "--quiet", action="store_const", dest="verbosity", const=-1, default=0,
+                           help="no progress bar and only warnings and errors from the run")
+            v.add_argument("-v", "--verbose", action="store_const", dest="verbosity", const=1, help=verbose_help)
+        else:
+            c.set_defaults(verbosity=0)
+        c.add_argument("--debug", action="store_true", help="full tracebacks on errors and the JIT compiler's output")
+        return c
+
+    resume = ("continue a killed or extended run from the checkpoint in the output folder (same mesh; "
+              "any number of MPI ranks); without it a run starts afresh")
+    c = command("run", RUN_HELP, "run a case: time series, per-cycle tables, summary, fields, plots")
+    c.add_argument("--resume", action="store_true", help=resume)
+    command("check", CHECK_HELP, "validate a case and print what it describes (no solve)", verbosity=False)
+    command("mesh", MESH_HELP, "generate and mesh the case's geometry only (mesh.msh, mesh.json)",
+            verbose_help="also gmsh's messages and the library's debug messages")
+    command("effective", EFFECTIVE_HELP,
+            "effective transport properties of the microstructure (effective_properties.json)")
+    c = command("fit", FIT_HELP, "fit parameters to a capacity-vs-cycle CSV, then run the fitted case (fit.json)")
+    c.add_argument("data", type=Path, metavar="DATA.csv",
+                   help="measured capacities: columns cycle, discharge_capacity_mAh_gS")
+    c.add_argument("--params", default=DEFAULT_FIT_PARAMS, metavar="NAMES",
+                   help=f"comma-separated parameters to fit, of: {FIT_PARAMS} (default: %(default)s)")
+    c = command("compare", COMPARE_HELP, "run a case's [comparison] catalysts, one folder each, and compare them")
+    c.add_argument("--resume", action="store_true",
+                   help="continue each catalyst's run from its checkpoint; finished catalysts are not repeated")
+    c = command("verify", VERIFY_HELP, "the verification suite: MMS, analytic limits, convergence, parallel",
+                case=False, out_default="results/verification", verbosity=False)
+    c.add_argument("--skip-parallel", action="store_true", help="leave out the 1/2/3-rank runs")
+    c.add_argument("--skip-convergence", action="store_true", help="leave out the discharge mesh study")
     return p
+
+
+# ---------------------------------------------------------------- the commands
 
 
 def _summary(case: Case, out_dir: Path) -> str:
@@ -58,79 +269,289 @@ def _summary(case: Case, out_dir: Path) -> str:
     source = (f"mesh {g.mesh_file}" if g.mesh_file else
               f"particles {g.particles_file}" if g.particles_file else f"generated, seed {g.seed}")
     steps = "\n".join(f"    {i + 1}. {text}" for i, text in enumerate(p.steps))
-    return (f"case {case.name!r} is valid\n"
+    text = (f"case {case.name!r} is valid\n"
             f"  geometry: {g.dimension}D, cathode {g.thickness_um:g} um x {g.width_um:g} um, "
             f"separator {g.separator_um:g} um, {source}\n"
             f"  volume fractions: S {g.sulfur.volume_fraction:g}, C {g.carbon.volume_fraction:g}, "
             f"void {g.void.volume_fraction:g}\n"
             f"  catalyst: {case.kinetics.catalyst}, temperature {case.conditions.temperature_C:g} degC\n"
-            f"  protocol: {len(p.steps)} steps x {p.cycles} cycle(s)\n{steps}\n"
-            f"  output: {out_dir}")
+            f"  protocol: {len(p.steps)} steps x {p.cycles} cycle(s)\n{steps}\n")
+    if case.comparison.catalysts:
+        text += (f"  comparison: {', '.join(case.comparison.catalysts)} (run it with "
+                 f"`{PROG} compare`)\n")
+    return text + f"  output: {out_dir}"
 
 
-def _effective_properties(case: Case, out_dir: Path) -> None:
+def _solver():
+    """fem.simulation.run, imported only here so that check and mesh work without the solver stack."""
+    try:
+        from fem.simulation import run
+    except ImportError as err:
+        raise CommandFailed(f"cannot load the solver (fem.simulation): {err}") from err
+    return run
+
+
+def _comm():
     from mpi4py import MPI
 
+    return MPI.COMM_WORLD
+
+
+def _say(args, text: str) -> None:
+    """A report line of the command (rank 0; not with --quiet)."""
+    if args.verbosity >= 0 and _comm().rank == 0:
+        print(text, flush=True)
+
+
+def _quiet_case(args, case: Case) -> Case:
+    if args.verbosity < 0:
+        case.output.progress = "off"  # output settings are not part of a checkpoint's fingerprint
+    return case
+
+
+def _cmd_check(args, case: Case, out_dir: Path) -> None:
+    print(_summary(case, out_dir))
+
+
+def _cmd_run(args, case: Case, out_dir: Path) -> None:
+    if case.comparison.catalysts:
+        raise UsageError(f"case {case.name!r} has a [comparison] table (catalysts "
+                         f"{', '.join(case.comparison.catalysts)}): run it with `{PROG} compare {args.case}`, "
+                         f"or remove comparison.catalysts to run the case itself")
+    run = _solver()
+    case = _quiet_case(args, case)
+    if args.resume:
+        run(case, out_dir, resume=True)
+    else:
+        run(case, out_dir)
+
+
+def _cmd_compare(args, case: Case, out_dir: Path) -> None:
+    if not case.comparison.catalysts:
+        from fem.case.catalysts import load_library
+
+        known = ", ".join(sorted(load_library(case.catalysts)))
+        raise UsageError(f"case {case.name!r} has no [comparison] table with catalysts: `{PROG} compare` needs "
+                         f"comparison.catalysts = [names] (known: {known}); a single case runs with "
+                         f"`{PROG} run {args.case}`")
+    _solver()
+    from fem.studies.comparison import markdown_table, run_comparison
+
+    results = run_comparison(_quiet_case(args, case), out_dir, _comm(), resume=args.resume)
+    _say(args, markdown_table(results) + f"written: {out_dir / 'comparison.csv'}")
+
+
+def _cmd_effective(args, case: Case, out_dir: Path) -> None:
+    _solver()
     from fem.studies.effective import OUTPUT_FILE, run_effective_properties, summary_lines
 
     result = run_effective_properties(case, out_dir)
-    if MPI.COMM_WORLD.rank == 0:
-        print("\n".join(summary_lines(result) + [f"written: {out_dir / OUTPUT_FILE}"]))
+    _say(args, "\n".join(summary_lines(result) + [f"written: {out_dir / OUTPUT_FILE}"]))
 
 
-def _fit(case: Case, data: Path, names: str, out_dir: Path) -> None:
-    from mpi4py import MPI
-
+def _cmd_fit(args, case: Case, out_dir: Path) -> None:
+    names = [n.strip() for n in args.params.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"--params {args.params!r} names no parameter; choose from {FIT_PARAMS}")
+    _solver()
     from fem.studies.fitting import fit
 
-    report = fit(case, data, [n.strip() for n in names.split(",") if n.strip()], out_dir, MPI.COMM_WORLD)
-    if MPI.COMM_WORLD.rank == 0:
-        values = ", ".join(f"{k} = {v:.4g}" for k, v in report["parameters"].items())
-        surrogate = report["rms_relative_error_surrogate"]
-        surrogate = "-" if surrogate is None else f"{surrogate:.4f}"
-        print(f"fitted: {values}\nRMS relative error: surrogate {surrogate}, "
-              f"real run {report['rms_relative_error_real_run']:.4f}\nwritten: {out_dir / 'fit.json'}")
+    report = fit(_quiet_case(args, case), args.data, names, out_dir, _comm())
+    values = ", ".join(f"{k} = {v:.4g}" for k, v in report["parameters"].items())
+    surrogate = report["rms_relative_error_surrogate"]
+    surrogate = "-" if surrogate is None else f"{surrogate:.4f}"
+    _say(args, f"fitted: {values}\nRMS relative error: surrogate {surrogate}, "
+               f"real run {report['rms_relative_error_real_run']:.4f}\nwritten: {out_dir / 'fit.json'}")
 
 
-def _comparison(case: Case, out_dir: Path, resume: bool) -> None:
-    from mpi4py import MPI
+def _cmd_mesh(args, case: Case, out_dir: Path) -> None:
+    geo = case.geometry
+    if geo.mesh_file is not None:
+        raise UsageError(f"geometry.mesh_file = {str(geo.mesh_file)!r}: the case names a ready mesh, so there "
+                         f"is nothing to mesh (`{PROG} check` describes the case); without geometry.mesh_file "
+                         f"the geometry is generated, or read from geometry.particles_file")
+    comm = _comm()
+    report = None
+    if comm.rank == 0:
+        from fem.geometry.builder import build_mesh
+        from fem.geometry.packing import Packing, generate_packing, near_tangencies
+        from fem.geometry.percolation import connectivity
 
-    from fem.studies.comparison import markdown_table, run_comparison
-
-    results = run_comparison(case, out_dir, MPI.COMM_WORLD, resume=resume)
-    if MPI.COMM_WORLD.rank == 0:
-        print(markdown_table(results) + f"written: {out_dir / 'comparison.csv'}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        case = load_case(args.case)
-        out_dir = args.out or Path("results") / case.name
-        if args.check:
-            print(_summary(case, out_dir))
-            return 0
-        # imported here so that validation works without the solver stack
+        packing = Packing.from_json(geo.particles_file) if geo.particles_file else generate_packing(geo)
+        for issue in near_tangencies(packing, geo.min_gap_um):
+            logging.getLogger("fem.geometry").warning(f"nearly tangent, expect slivers: {issue}")
+        msh = out_dir / "mesh.msh"
         try:
-            from fem.simulation import run
-        except ImportError as err:
-            if args.debug:
-                raise
-            print(f"error: cannot load the solver (fem.simulation): {err}", file=sys.stderr)
-            return 1
-        if args.effective_properties:
-            _effective_properties(case, out_dir)
-        elif args.fit:
-            _fit(case, args.fit, args.fit_params, out_dir)
-        elif case.comparison.catalysts:
-            _comparison(case, out_dir, args.resume)
-        elif args.resume:
-            run(case, out_dir, resume=True)
+            report = build_mesh(packing, geo.mesh, msh, verbose=args.verbosity > 0)
+        except RuntimeError as err:
+            report = {"error": str(err)}
         else:
-            run(case, out_dir)
-    except (CaseError, ProtocolError, FileNotFoundError, FitError, CheckpointError) as err:
+            report |= {"particles": len(packing.particles), "connectivity": connectivity(packing)}
+    report = comm.bcast(report, root=0)
+    if "error" in report:
+        raise CommandFailed(f"meshing case {case.name!r} failed: {report['error']}")
+    targets = {"S": geo.sulfur.volume_fraction, "C": geo.carbon.volume_fraction, "void": geo.void.volume_fraction}
+    targets["SE"] = 1.0 - sum(targets.values())
+    occ, meshed = report["volume_fractions"], report["mesh_volume_fractions"]
+
+    def f(d, phase):
+        return f"{d[phase]:.3f}" if phase in d else "  -  "
+
+    lines = [f"mesh of case {case.name!r}: {report['cells']} cells, {report['vertices']} vertices, "
+             f"{report['particles']} particles, {report['seconds']:.1f} s",
+             "  volume fractions of the cathode layer (target / geometry / mesh):"]
+    lines += [f"    {phase:<4} {f(targets, phase)} / {f(occ, phase)} / {f(meshed, phase)}"
+              for phase in ("S", "C", "void", "SE")]
+    conn = report["connectivity"]
+    lines.append(f"  percolating: S active {conn['S_active']:.3f}, C to collector "
+                 f"{conn['C_connected_to_collector']:.3f}, SE to separator {conn['SE_connected_to_separator']:.3f}")
+    lines.append(f"written: {out_dir / 'mesh.msh'}, {out_dir / 'mesh.json'}")
+    _say(args, "\n".join(lines))
+
+
+def _cmd_verify(args) -> int:
+    try:
+        from fem.verification.__main__ import main as verify
+    except ImportError as err:
+        raise CommandFailed(f"cannot load the verification (fem.verification): {err}") from err
+    argv = ["--out", str(args.out or Path("results/verification"))]
+    argv += ["--skip-parallel"] * args.skip_parallel + ["--skip-convergence"] * args.skip_convergence
+    return verify(argv)
+
+
+COMMANDS = {"run": _cmd_run, "check": _cmd_check, "mesh": _cmd_mesh, "effective": _cmd_effective,
+            "fit": _cmd_fit, "compare": _cmd_compare}
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are a message to the user (exit code 2), not a bug."""
+    from fem.cycling.checkpoint import CheckpointError
+    from fem.studies.fitting import FitError
+
+    return CaseError, ProtocolError, FileNotFoundError, FitError, CheckpointError, UsageError
+
+
+def _execute(args, action) -> int:
+    """Run action() with the command line's error handling: one message on stderr, exit code 2
+    for bad input, 1 for a failure, the traceback only with --debug."""
+    configure_logging(args.verbosity, args.debug)
+    try:
+        return action() or 0
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if isinstance(err, CommandFailed) or _is_simulation_error(err):
+            code = 1
+        elif isinstance(err, _errors()):
+            code = 2
+        else:
+            raise
         if args.debug:
             traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return code
+
+
+def _is_simulation_error(err: Exception) -> bool:
+    stepping = sys.modules.get("fem.protocol.stepping")
+    return stepping is not None and isinstance(err, stepping.SimulationError)
+
+
+def _run_command(args) -> int:
+    if args.command == "verify":
+        return _cmd_verify(args)
+    case = load_case(args.case)
+    out_dir = args.out or Path("results") / case.name
+    COMMANDS[args.command](args, case, out_dir)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`asslsb-fem COMMAND ...`; returns the exit code."""
+    args = _parser().parse_args(argv)
+    return _execute(args, lambda: _run_command(args))
+
+
+# ---------------------------------------------------------------- python run_case.py CASE [flags]
+
+LEGACY_DESCRIPTION = f"""\
+Run one case file: the short form of `{PROG} run CASE`. The flags select the other
+commands: --check is `{PROG} check`, --effective-properties is `{PROG} effective`,
+--fit DATA.csv [--fit-params NAMES] is `{PROG} fit`; a case with a [comparison] table
+runs `{PROG} compare`. See `{PROG} --help` and `{PROG} COMMAND --help`.
+
+{CASE_HELP}
+
+A run writes one folder: time series and per-cycle tables (CSV), a summary (JSON),
+fields for ParaView (XDMF + HDF5) and plots (PNG). With --effective-properties it only
+computes the effective ionic (SE) and electronic (C, C+S) conductivities of the cathode
+layer, tortuosity factors, S|SE area, triple-phase-boundary density and connected sulfur,
+and writes effective_properties.json."""
+
+
+def _legacy_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="run_case.py", description=LEGACY_DESCRIPTION,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("case", type=Path, help="case file (TOML)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="output folder (default: results/<case name>, relative to the current folder)")
+    p.add_argument("--check", action="store_true", help=f"only validate the case, print a summary and exit "
+                                                        f"(`{PROG} check`)")
+    p.add_argument("--effective-properties", action="store_true",
+                   help="only compute the effective transport properties of the cathode layer's "
+                        f"microstructure and write effective_properties.json (`{PROG} effective`)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed or extended run from the checkpoint in the output folder "
+                        "(a comparison resumes each catalyst's run and does not repeat finished ones); "
+                        "without it a run starts afresh")
+    p.add_argument("--fit", type=Path, metavar="DATA.csv",
+                   help="fit parameters to a capacity-vs-cycle CSV (columns cycle, "
+                        f"discharge_capacity_mAh_gS), then run the fitted case; writes fit.json (`{PROG} fit`)")
+    p.add_argument("--fit-params", metavar="NAMES",
+                   help=f"comma-separated parameters for --fit, of: {FIT_PARAMS} (default: {DEFAULT_FIT_PARAMS})")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    return p
+
+
+def _legacy_mode(args) -> str:
+    """The command the run_case.py flags select; flags that do nothing in it are a UsageError."""
+    modes = [flag for flag, on in (("--check", args.check), ("--effective-properties", args.effective_properties),
+                                   ("--fit", args.fit is not None)) if on]
+    if len(modes) > 1:
+        raise UsageError(f"{' and '.join(modes)} cannot be combined: choose one of --check, "
+                         f"--effective-properties, --fit (or none, to run the case)")
+    if args.fit_params is not None and args.fit is None:
+        raise UsageError("--fit-params names the parameters of --fit DATA.csv and does nothing without it; "
+                         "add --fit DATA.csv or leave --fit-params out")
+    if args.resume and modes:
+        raise UsageError(f"--resume continues a run or a comparison from its checkpoints and does nothing "
+                         f"with {modes[0]}; leave one of them out")
+    return {"--check": "check", "--effective-properties": "effective", "--fit": "fit"}.get(
+        modes[0] if modes else "", "run")
+
+
+def legacy_main(argv: list[str] | None = None) -> int:
+    """`python run_case.py CASE [--out DIR] [--resume] [--check | --effective-properties |
+    --fit DATA.csv [--fit-params NAMES]] [--debug]`, mapped onto the commands."""
+    args = _legacy_parser().parse_args(argv)
+    args.verbosity = 0
+    args.data, args.params = args.fit, args.fit_params or DEFAULT_FIT_PARAMS
+
+    def action():
+        args.command = _legacy_mode(args)
+        case = load_case(args.case)
+        out_dir = args.out or Path("results") / case.name
+        if args.command == "run" and case.comparison.catalysts:
+            args.command = "compare"
+            if _comm().rank == 0:
+                print(f"case {case.name!r} has a [comparison] table: running `{PROG} compare {args.case}`", flush=True)
+        COMMANDS[args.command](args, case, out_dir)
+
+    return _execute(args, action)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

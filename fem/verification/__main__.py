@@ -71,13 +71,18 @@ TEXTS = {
 }
 
 
+def parser() -> argparse.ArgumentParser:
+    """The options (`asslsb-fem verify` offers the same ones and passes them on to main)."""
+    p = argparse.ArgumentParser(prog="python -m fem.verification", description=__doc__)
+    p.add_argument("--out", type=Path, default=Path("results/verification"))
+    p.add_argument("--skip-parallel", action="store_true", help="leave out the 1/2/3-rank runs")
+    p.add_argument("--skip-convergence", action="store_true", help="leave out the discharge mesh study")
+    return p
+
+
 def main(argv=None) -> int:
     logging.getLogger().setLevel(logging.WARNING)  # cold JIT compiles log every compiler line
-    parser = argparse.ArgumentParser(prog="python -m fem.verification", description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("results/verification"))
-    parser.add_argument("--skip-parallel", action="store_true", help="leave out the 1/2/3-rank runs")
-    parser.add_argument("--skip-convergence", action="store_true", help="leave out the discharge mesh study")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     comm = MPI.COMM_WORLD
     t0 = time.perf_counter()
     work = args.out / "work"
