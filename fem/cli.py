@@ -215,7 +215,7 @@ def _mpi_rank() -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from fem import __version__
+    from fem._version import __version__
 
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = p.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True, parser_class=_Parser)

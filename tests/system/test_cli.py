@@ -381,3 +381,11 @@ plots = false
     assert done.stdout.startswith(f"done: {out_dir}: 1 cycle(s)")
     summary = json.loads((out_dir / "summary.json").read_text())
     assert len(summary["discharge_capacity_mAh_gS"]) == 1 and summary["discharge_capacity_mAh_gS"][0] > 0
+
+
+def test_version(capsys):
+    from fem import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"asslsb-fem {__version__}"
