@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -35,6 +36,7 @@ from fem.protocol.stepping import StepRunner
 from fem.solver import NewtonSolver
 
 __all__ = ["Simulation", "Solution", "prepare_mesh", "run"]
+LOG = logging.getLogger("fem")
 
 MAX_SNAPSHOT_CYCLES = 10  # field maps at each end of discharge only in runs this short
 
@@ -139,13 +141,20 @@ def _run(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[dict
         if not resume and comm.rank == 0:
             cleared = _clear_old_run(out_dir)
             if cleared:
-                print(f"note: {out_dir} held an older run; removed its {', '.join(cleared)}", flush=True)
+                _say(f"note: {out_dir} held an older run; removed its {', '.join(cleared)}")
         comm.barrier()
         return _run_in(case, out_dir, comm, resume)
     finally:
         comm.barrier()
         if lock is not None:
             lock.unlink(missing_ok=True)
+
+
+def _say(text: str) -> None:
+    """A line on stdout when the "fem" logger takes INFO (the command line, not -q; a script
+    that configures no logging stays quiet)."""
+    if LOG.isEnabledFor(logging.INFO):
+        print(text, flush=True)
 
 
 def _clear_old_run(out_dir: Path) -> list[str]:
@@ -240,7 +249,7 @@ def _run_in(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[d
     if case.output.plots and comm.rank == 0:
         _plots(case, out_dir, writer.rows, cycle_rows, loading, snapshots)
     if comm.rank == 0:
-        print(closing_line(out_dir, summary), flush=True)
+        _say(closing_line(out_dir, summary))
     return summary, writer.rows, cycle_rows
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -63,3 +64,74 @@ def closing_line(out_dir, summary: dict) -> str:
 
     return (f"done: {out_dir}: {summary['cycles']} cycle(s), discharge {cap(d)} mAh/g, charge {cap(c)} mAh/g "
             f"(sulfur), {summary['time_steps']} steps, wall {summary['wall_time_s']:.1f} s")
+
+
+# --- logging of the programs (the library itself configures no logger) -------------------
+
+# loggers of the form compiler: FFCx announces each JIT compile, and setuptools' distutils
+# logs every compiler command on the root logger itself
+COMPILER_LOGGERS = ("ffcx", "UFL", "ufl", "dolfinx")
+
+class _BelowWarningOnRoot(logging.Filter):
+    """Drops records below WARNING that are logged on the root logger itself.
+
+    `import ffcx` calls logging.basicConfig(), and for every JIT compile cffi puts
+    setuptools' distutils log, which is the root logger, at INFO: each compiler command
+    then arrives as an INFO record of the root logger, whatever level was set on it before.
+    A filter on the logger (not on a handler) sees only records logged there directly, not
+    those propagated from named loggers such as "fem".
+    """
+
+    def filter(self, record):
+        return record.levelno >= logging.WARNING
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record):
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        if record.levelno == logging.INFO:
+            return message
+        if record.levelno == logging.DEBUG:
+            return f"debug: {record.name}: {message}"
+        return f"{record.levelname.lower()}: {message}"
+
+
+_ROOT_FILTER = _BelowWarningOnRoot()
+_HANDLER = logging.StreamHandler(sys.stderr)
+_HANDLER.setFormatter(_Formatter())
+
+
+def configure_logging(verbosity: int = 0, debug: bool = False) -> None:
+    """Terminal logging of the command line (the library itself configures no logger).
+
+    verbosity -1 (--quiet): the "fem" logger at WARNING; 0: INFO; 1 (--verbose): DEBUG.
+    Compiler output (FFCx, the compiler commands of JIT compiles) is shown only with debug;
+    MPI ranks other than 0 log warnings and errors only.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(_HANDLER)  # before FFCx is imported: its basicConfig() then adds none
+    root.removeFilter(_ROOT_FILTER)
+    if debug:
+        root.setLevel(logging.INFO)  # the compiler commands; not every library's debug chatter
+        for name in COMPILER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    else:
+        root.setLevel(logging.WARNING)
+        root.addFilter(_ROOT_FILTER)
+        for name in COMPILER_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    level = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}[max(-1, min(1, verbosity))]
+    if _mpi_rank() > 0:
+        level = max(level, logging.WARNING)
+    logging.getLogger("fem").setLevel(logging.DEBUG if debug else level)
+
+
+def _mpi_rank() -> int:
+    """This process's rank from the launcher's environment (without initialising MPI)."""
+    for key in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0

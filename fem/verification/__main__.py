@@ -4,13 +4,13 @@ summary.json (`make verify`)."""
 from __future__ import annotations
 
 import argparse
-import logging
 import shutil
 import time
 from pathlib import Path
 
 from mpi4py import MPI
 
+from fem.outputs.terminal import configure_logging
 from fem.verification import analytic, convergence, mms, parallel, report
 
 TEXTS = {
@@ -81,7 +81,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    logging.getLogger().setLevel(logging.WARNING)  # cold JIT compiles log every compiler line
     args = parser().parse_args(argv)
     comm = MPI.COMM_WORLD
     t0 = time.perf_counter()
@@ -128,4 +127,5 @@ def _effective_checks(comm):
 
 
 if __name__ == "__main__":
+    configure_logging()  # as `asslsb-fem verify` does: no compiler lines
     raise SystemExit(main())
