@@ -238,6 +238,11 @@ def _quiet_case(args, case: Case) -> Case:
 
 
 def _cmd_check(args, case: Case, out_dir: Path) -> None:
+    from fem.mesh.inputs import check_inputs
+
+    errors = check_inputs(case, out_dir)  # the files the case names, and the output folder
+    if errors:
+        raise CaseError(errors, str(args.case))
     print(_summary(case, out_dir))
 
 
@@ -371,15 +376,15 @@ def _execute(args, action) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as err:
-        if isinstance(err, CommandFailed) or _is_simulation_error(err):
-            code = 1
-        elif isinstance(err, _errors()):
-            code = 2
-        else:
-            raise
+        if isinstance(err, _errors()):
+            code, message = 2, str(err)
+        elif isinstance(err, CommandFailed) or _is_simulation_error(err) or isinstance(err, OSError):
+            code, message = 1, str(err)
+        else:  # a failure nobody foresaw: still one message, the traceback on request
+            code, message = 1, f"{type(err).__name__}: {err} (run again with --debug for the traceback)"
         if args.debug:
             traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         return code
 
 

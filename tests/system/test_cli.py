@@ -389,3 +389,26 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"asslsb-fem {__version__}"
+
+
+def test_check_reads_the_files_a_case_names(tmp_path, capsys):
+    (tmp_path / "m.msh").write_bytes(b"$MeshFormat\n4.1 0 8\n$EndMeshFormat\n$Nodes\n")  # truncated
+    (tmp_path / "m.json").write_text('{"box_um": [20, 10], "separator_um": 5, "particles": [{"phase": "S", '
+                                     '"center_um": [30, 5], "radius_um": 1}]}')
+    case = write(tmp_path, '[geometry]\nmesh_file = "m.msh"\n')
+    assert main(["check", str(case), "--out", str(case / "x")]) == 2  # a folder inside a file
+    err = capsys.readouterr().err
+    assert "is truncated" in err and "particle 0" in err and f"{case} is a file" in err
+    assert "3 problems" in err and "Traceback" not in err
+
+
+def test_an_unforeseen_failure_is_one_message(tmp_path, capsys, monkeypatch, fake_simulation):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("float division by zero")
+
+    sys.modules["fem.simulation"].run = broken
+    case = write(tmp_path, 'name = "demo"\n')
+    assert main(["run", str(case), "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == ("error: ZeroDivisionError: float division by zero "
+                           "(run again with --debug for the traceback)")
