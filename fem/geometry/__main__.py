@@ -37,11 +37,14 @@ _FLAGS = {
     "carbon_fraction": ("carbon", "volume_fraction", float),
     "carbon_radius_um": ("carbon", "radius_mean_um", float),
     "carbon_kind": ("carbon", "kind", str),
+    "carbon_length_um": ("carbon", "length_um", float),
     "void_fraction": ("void", "volume_fraction", float),
     "void_radius_um": ("void", "radius_mean_um", float),
     "size_min_um": ("mesh", "size_min_um", float),
     "size_max_um": ("mesh", "size_max_um", float),
     "size_transition_um": ("mesh", "size_transition_um", float),
+    "mesher": ("mesh", "mesher", str),
+    "voxel_um": ("mesh", "voxel_um", float),
 }
 
 
@@ -68,6 +71,14 @@ def geometry_from_toml(path: Path) -> GeometryConfig:
 
 
 def main(argv=None) -> None:
+    """The command line; bad input ends with one clear message (exit status 2), no traceback."""
+    try:
+        _main(argv)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        raise SystemExit(f"python -m fem.geometry: {err}") from None
+
+
+def _main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m fem.geometry", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--toml", type=Path, help="case or geometry TOML file with a [geometry] table")
@@ -81,14 +92,30 @@ def main(argv=None) -> None:
         value = getattr(args, flag)
         if value is not None:
             setattr(getattr(geo, sub) if sub else geo, name, value)
+    _check(geo)
     packing = Packing.from_json(geo.particles_file) if geo.particles_file else generate_packing(geo)
-    for issue in near_tangencies(packing, geo.min_gap_um):
+    for issue in near_tangencies(packing, geo.min_gap_um) if geo.mesh.mesher == "occ" else []:
         print(f"warning: nearly tangent, expect slivers: {issue}", file=sys.stderr)
     result = build_mesh(packing, geo.mesh, args.out, verbose=args.verbose)
     targets = {"S": geo.sulfur.volume_fraction, "C": geo.carbon.volume_fraction, "void": geo.void.volume_fraction}
     report = {"mesh": str(args.out), "particles": len(packing.particles), "target_fractions": targets}
     report |= result | {"connectivity": connectivity(packing)}
     print(json.dumps(report, indent=1))
+
+
+def _check(geo: GeometryConfig) -> None:
+    """The case loader's geometry checks, so the CLI rejects what a case file would."""
+    from fem.case.loading import _geometry_errors
+
+    errors: list[str] = []
+
+    def need(key, value, ok, what):
+        if not ok:
+            errors.append(f"{key} = {value!r} is out of range; allowed: {what}")
+
+    _geometry_errors(geo, need, errors)
+    if errors:
+        raise ValueError("bad geometry input:\n  " + "\n  ".join(errors))
 
 
 if __name__ == "__main__":
