@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 OUT = ROOT / "results" / "bench"
-WORK = OUT / "geometry_meshes"
+WORK = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_geometry"  # meshes of 7M tets: not in the repo
 
 
 def _job(name: str, toml: str, changes: dict, seed: int | None) -> dict:
