@@ -19,7 +19,8 @@ demo: setup
 demo3d: setup
 	$(PY) run_case.py cases/quickstart_3d.toml --out results/quickstart_3d
 
-test: setup
+test:
+	@bash scripts/setup.sh --test
 	$(MAKE) --no-print-directory test-serial test-mpi
 
 test-serial:

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Idempotent set-up on Debian 12: system FEniCSx stack, the venv, the package.
+# Usage: bash scripts/setup.sh [--test]   (--test: also what the tests need, see below)
 # Quick when everything is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="python3-dolfinx python3-h5py-mpi python3-matplotlib python3-venv python3-dev libopenblas0-pthread openmpi-bin make python3-pygalmesh"
+# --test: also the real ParaView 5.11 (pvbatch with its Python) and a virtual X server for
+# tests/system/test_paraview.py
+TEST_APT_PACKAGES="paraview python3-paraview xvfb xauth"
+[ "${1:-}" = "--test" ] && APT_PACKAGES="$APT_PACKAGES $TEST_APT_PACKAGES"
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
