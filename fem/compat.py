@@ -65,6 +65,17 @@ def cell_dofs(V, cells: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([dm.cell_dofs(c) for c in cells])).astype(np.int32)
 
 
+def cell_dof_table(V) -> np.ndarray:
+    """(local cells, dofs per cell) array of local dof indices of a scalar space."""
+    dm = V.dofmap
+    return dm.list.array.reshape(-1, dm.dof_layout.num_dofs).astype(np.int32)
+
+
+def function_array(V) -> np.ndarray:
+    """The local (owned + ghost) value array of a new function on V."""
+    return fem.Function(V).x.array
+
+
 def facet_dofs(V, facets: np.ndarray, fdim: int) -> np.ndarray:
     return fem.locate_dofs_topological(V, fdim, facets)
 

@@ -198,8 +198,8 @@ def _range_errors(case: Case) -> list[str]:
         need(f"solver.petsc_options.{key}", value,
              _PETSC_KEY.fullmatch(key) is not None and isinstance(value, str | int | float | bool),
              "a PETSc option name without '-' (letters, digits, '_') set to a string, number or boolean")
-    need("solver.linear_solver", s.linear_solver, s.linear_solver in ("direct", "iterative"),
-         "'direct' or 'iterative'")
+    need("solver.linear_solver", s.linear_solver, s.linear_solver in ("auto", "direct", "iterative", "fieldsplit"),
+         "'auto', 'direct', 'iterative' or 'fieldsplit'")
     need("output.progress", o.progress, o.progress in ("auto", "on", "off"), "'auto', 'on' or 'off'")
     need("output.fields_every_s", o.fields_every_s, o.fields_every_s >= 0, ">= 0 (0: end of every step)")
     _catalyst_errors(case, errors)

@@ -134,7 +134,10 @@ class SolverConfig:
     max_newton_iterations: int = 25
     newton_rtol: float = 1e-9
     newton_atol: float = 1e-8  # max |residual entry|, above its roundoff floor (~1e-9)
-    linear_solver: str = "direct"  # "direct" (MUMPS LU) or "iterative" (GMRES + BoomerAMG)
+    # "direct" (MUMPS LU), "iterative" (GMRES + BoomerAMG on the whole system), "fieldsplit"
+    # (FGMRES + a block preconditioner: BoomerAMG per potential, SOR on the lithiation) or
+    # "auto": fieldsplit from AUTO_FIELDSPLIT_DOFS dofs on (fem/solver/newton.py), else direct
+    linear_solver: str = "auto"
     # PETSc options of the Newton solver (SNES) and its linear solver (KSP/PC), without the
     # leading '-', e.g. {ksp_type = "gmres", pc_type = "hypre"}: they override the preset
     petsc_options: dict = field(default_factory=dict)

@@ -22,7 +22,7 @@ from fem.constants import A_M2_PER_MA_CM2, MG_CM2_PER_KG_M2, UM, F, R, kelvin
 from fem.mesh import CellMesh
 from fem.physics import kinetics
 from fem.physics.materials import OCV, c_max_mol_m3, kappa_SE_S_m
-from fem.physics.spaces import PHI_E, PHI_S, X, build_spaces
+from fem.physics.spaces import PHI_E, PHI_S, X, build_spaces, field_index_sets
 
 T_REF_S = 100.0  # time scale of the lithiation residual (conditioning only)
 FACET_QUADRATURE_DEGREE = 4  # exp/ln terms: UFL would pick 7-13 (PLATFORM.md)
@@ -59,7 +59,7 @@ class CellProblem:
         self._extra_residual = extra_residual
         mesh, comm = cell.mesh, cell.mesh.comm
         self.comm = comm
-        self.spaces = build_spaces(mesh, cell.cell_tags)
+        self.spaces = build_spaces(mesh, cell.cell_tags, cell.facet_tags)
         V = self.spaces.V
         self.u, self.u_n = fem.Function(V), fem.Function(V)
         # the accepted state before u_n and its step: a linear predictor for Newton's first guess
@@ -88,6 +88,8 @@ class CellProblem:
         self.d_C = self._distance_to_carbon(mesh)
         self._build_forms(mesh)
         self.solver = solver_factory(self.F_form, self.J_form, self.u, self.bcs, comm)
+        if hasattr(self.solver, "set_field_splits"):
+            self.solver.set_field_splits(field_index_sets(self.spaces))
         self._set_initial_state(case.conditions.initial_lithiation)
 
     # --- set-up -------------------------------------------------------------------------

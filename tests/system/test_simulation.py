@@ -110,7 +110,7 @@ def test_one_and_two_ranks_give_the_same_voltage(shared_tmp, mesh, steps):
 
 @pytest.mark.mpi
 def test_direct_and_iterative_linear_solvers_agree():
-    """Three fixed 10 s steps at 1 mA/cm2 with MUMPS and with GMRES + BoomerAMG."""
+    """Three fixed 10 s steps at 1 mA/cm2 with MUMPS, GMRES + BoomerAMG and the fieldsplit preset."""
     from fem.case.catalysts import load_library
     from fem.mesh import load_mesh
     from fem.physics.problem import CellProblem
@@ -119,7 +119,7 @@ def test_direct_and_iterative_linear_solvers_agree():
     case = small_case("tiny_2d.msh", ["Rest for 1 minute"])
     cell = load_mesh(case.geometry.mesh_file, MPI.COMM_WORLD)
     results = {}
-    for solver in ("direct", "iterative"):
+    for solver in ("direct", "iterative", "fieldsplit"):
         case.solver.linear_solver = solver
         problem = CellProblem(cell, case, load_library()[case.kinetics.catalyst],
                               lambda F, J, u, bcs, c: NewtonSolver(F, J, u, bcs, c, case.solver))
@@ -130,10 +130,12 @@ def test_direct_and_iterative_linear_solvers_agree():
             voltages.append(problem.measure().V)
             problem.accept()
         results[solver] = (np.array(voltages), problem.u.x.array.copy())
-    (V_d, u_d), (V_i, u_i) = results["direct"], results["iterative"]
+    V_d, u_d = results["direct"]
     assert np.all(np.diff(V_d) < 0)  # discharging: the voltage falls
-    assert np.max(np.abs(V_d - V_i)) < 1e-9
-    assert MPI.COMM_WORLD.allreduce(np.max(np.abs(u_d - u_i)), op=MPI.MAX) < 1e-8
+    for solver in ("iterative", "fieldsplit"):
+        V_i, u_i = results[solver]
+        assert np.max(np.abs(V_d - V_i)) < 1e-9
+        assert MPI.COMM_WORLD.allreduce(np.max(np.abs(u_d - u_i)), op=MPI.MAX) < 1e-8
 
 
 def test_petsc_options_from_the_case_reach_the_solver_and_a_krylov_limit_fails_cleanly():
@@ -156,6 +158,28 @@ def test_petsc_options_from_the_case_reach_the_solver_and_a_krylov_limit_fails_c
     problem.set_current(10.0)
     converged, _ = problem.solver.solve()
     assert not converged and problem.solver.last_reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE
+
+
+@pytest.mark.parametrize("mesh, preset", [("tiny_2d.msh", "direct"), ("quickstart_3d.msh", "fieldsplit")])
+def test_auto_linear_solver_by_size(mesh, preset):
+    from fem.case.catalysts import load_library
+    from fem.mesh import load_mesh
+    from fem.physics.problem import CellProblem
+    from fem.solver import NewtonSolver
+
+    case = small_case(mesh, ["Rest for 1 minute"])
+    assert case.solver.linear_solver == "auto"
+    cell = load_mesh(case.geometry.mesh_file, MPI.COMM_WORLD)
+    problem = CellProblem(cell, case, load_library()[case.kinetics.catalyst],
+                          lambda F, J, u, bcs, c: NewtonSolver(F, J, u, bcs, c, case.solver))
+    assert problem.solver.preset == preset
+    pc = problem.solver.snes.getKSP().getPC()
+    assert pc.getType() == ("lu" if preset == "direct" else "fieldsplit")
+    if preset == "fieldsplit":
+        problem.set_current(10.0)
+        converged, _ = problem.solver.solve()
+        names = [sub.getOptionsPrefix().rsplit("fieldsplit_", 1)[1] for sub in pc.getFieldSplitSubKSP()]
+        assert converged and names == ["phi_e_", "phi_s_", "x_", "pinned_"]
 
 
 def test_c_max_and_theoretical_capacity_agree():
