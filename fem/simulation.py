@@ -201,7 +201,7 @@ def _run_in(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[d
     # the time series so far is read before the writer replaces the file
     previous_rows = _previous_rows(out_dir, comm) if resume else []
     resumed = engine.resume() if resume else None
-    fields = _field_output(case, problem, out_dir)
+    fields = _field_output(case, problem, out_dir, resumed is not None)
     writer = output.TimeSeriesWriter(out_dir / "timeseries.csv", extra_columns=BALANCE_COLUMNS, comm=comm)
     for row in previous_rows:
         # a row torn by a kill has no whole cycle number (and belongs to an unfinished cycle)
@@ -260,12 +260,15 @@ def _previous_rows(out_dir: Path, comm) -> list[dict]:
     return comm.bcast(rows, root=0)
 
 
-def _field_output(case: Case, problem: CellProblem, out_dir: Path):
+def _field_output(case: Case, problem: CellProblem, out_dir: Path, resumed: bool):
+    """The field writer; a resumed run appends to the steps written before the kill (each
+    later write drops stored steps at or after its time)."""
     if not case.output.fields:
         return None
     from fem.outputs.fields import FieldWriter
-    writer = FieldWriter(problem, out_dir / "fields.xdmf")
-    writer.write(0.0)
+    writer = FieldWriter(problem, out_dir / "fields.xdmf", resume=resumed)
+    if not resumed:
+        writer.write(0.0)
     return writer
 
 

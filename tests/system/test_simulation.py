@@ -53,7 +53,7 @@ def test_fields_h5_holds_every_field_at_every_output_time(shared_tmp):
         return
     with h5py.File(shared_tmp / "fields.h5", "r") as f:
         names = set(f["Function"].keys())
-        assert names == {"phi_e", "phi_s", "x", "i_reaction"}
+        assert names == {"phi_e", "phi_s", "x", "i_reaction", "phi_e_pockets"}
         times = {name: sorted(float(t.replace("_", ".")) for t in f["Function"][name].keys())
                  for name in names}
         assert all(len(t) == 3 for t in times.values())  # t = 0 and the end of both steps
