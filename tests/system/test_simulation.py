@@ -167,8 +167,7 @@ def test_auto_linear_solver_by_size(mesh, preset):
     from fem.physics.problem import CellProblem
     from fem.solver import NewtonSolver
 
-    case = small_case(mesh, ["Rest for 1 minute"])
-    assert case.solver.linear_solver == "auto"
+    case = small_case(mesh, ["Rest for 1 minute"], solver={"linear_solver": "auto"})
     cell = load_mesh(case.geometry.mesh_file, MPI.COMM_WORLD)
     problem = CellProblem(cell, case, load_library()[case.kinetics.catalyst],
                           lambda F, J, u, bcs, c: NewtonSolver(F, J, u, bcs, c, case.solver))
