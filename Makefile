@@ -24,6 +24,7 @@ test:
 	$(MAKE) --no-print-directory test-serial test-mpi
 
 test-serial:
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 test-mpi:

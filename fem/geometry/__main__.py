@@ -82,7 +82,8 @@ def _main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m fem.geometry", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--toml", type=Path, help="case or geometry TOML file with a [geometry] table")
-    ap.add_argument("--out", type=Path, required=True, help="mesh file to write (.msh); the packing goes beside it (.json)")
+    ap.add_argument("--out", type=Path, required=True,
+                    help="mesh file to write (.msh); the packing goes beside it (.json)")
     ap.add_argument("--verbose", action="store_true", help="gmsh messages on the terminal")
     for flag, (_, _, kind) in _FLAGS.items():
         ap.add_argument("--" + flag.replace("_", "-"), type=kind)

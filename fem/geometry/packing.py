@@ -181,7 +181,8 @@ def near_tangencies(packing: Packing, min_gap_um: float) -> list[str]:
             foot = c[i].copy()
             foot[axis] = pos
             if not hidden(foot, prio[i], (i,)):
-                issues.append(f"particle {i} and the face x{axis}={pos:g}: overlap {r[i] - abs(c[i, axis] - pos):+.3g} um")
+                overlap = r[i] - abs(c[i, axis] - pos)
+                issues.append(f"particle {i} and the face x{axis}={pos:g}: overlap {overlap:+.3g} um")
     return issues
 
 
