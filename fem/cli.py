@@ -201,7 +201,9 @@ def _summary(case: Case, out_dir: Path) -> str:
             f"  geometry: {g.dimension}D, cathode {g.thickness_um:g} um x {g.width_um:g} um, "
             f"separator {g.separator_um:g} um, {source}\n"
             f"  volume fractions: S {g.sulfur.volume_fraction:g}, C {g.carbon.volume_fraction:g}, "
-            f"void {g.void.volume_fraction:g}\n"
+            f"void {g.void.volume_fraction:g}"
+            + (" (targets only: with a mesh file the mesh fixes the geometry; the fractions, radii, seed "
+               "and [geometry.mesh] describe how it was made and are not used)" if g.mesh_file else "") + "\n"
             f"  catalyst: {case.kinetics.catalyst}, temperature {case.conditions.temperature_C:g} degC\n"
             f"  protocol: {len(p.steps)} steps x {p.cycles} cycle(s)\n{steps}\n")
     if case.comparison.catalysts:

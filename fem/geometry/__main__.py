@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
-from dataclasses import fields
 from pathlib import Path
 
-from fem.case import CarbonSpec, GeometryConfig, MeshConfig, PhaseSpec
+from fem.case import CaseError, GeometryConfig, load_case
 from fem.geometry.builder import build_mesh
 from fem.geometry.packing import Packing, generate_packing, near_tangencies
 from fem.geometry.percolation import connectivity
@@ -48,26 +46,13 @@ _FLAGS = {
 }
 
 
-def _from_table(cls, table: dict, where: str):
-    known = {f.name for f in fields(cls)}
-    unknown = set(table) - known
-    if unknown:
-        raise SystemExit(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**table)
-
-
 def geometry_from_toml(path: Path) -> GeometryConfig:
-    """GeometryConfig of a TOML file's [geometry] table (paths resolve from the file's folder)."""
-    table = dict(tomllib.loads(Path(path).read_text()).get("geometry", {}))
-    subs = {"sulfur": PhaseSpec, "carbon": CarbonSpec, "void": PhaseSpec, "mesh": MeshConfig}
-    defaults = GeometryConfig()
-    for key, cls in subs.items():
-        base = {f.name: getattr(getattr(defaults, key), f.name) for f in fields(cls)}
-        table[key] = _from_table(cls, base | table.get(key, {}), f"{path}: [geometry.{key}]")
-    for key in ("particles_file", "mesh_file"):
-        if table.get(key):
-            table[key] = Path(path).parent / table[key]
-    return _from_table(GeometryConfig, table, f"{path}: [geometry]")
+    """The [geometry] table of a case file, read and validated by the case loader (the one
+    TOML loader: same errors, paths resolved from the file's folder)."""
+    try:
+        return load_case(path).geometry
+    except (CaseError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def main(argv=None) -> None:

@@ -98,6 +98,15 @@ def test_busy_folder_kill_and_resume(tmp_path):
         times = sorted(float(t.replace("_", ".")) for t in f["Function/x"])
     assert times[0] == 0.0 and times[-1] == pytest.approx(solution.timeseries.t_s[-1])
     assert len(times) == 1 + 3 * 3  # t = 0 and the end of each of 3 steps of 3 cycles
+    # a resume with fewer cycles than the checkpoint holds is refused and changes nothing
+    before = {f.name: f.stat().st_mtime_ns for f in out.iterdir() if f.is_file()}
+    with pytest.raises(CheckpointError, match="holds 3 cycles, more than protocol.cycles = 2"):
+        fem.Simulation(case.updated({"protocol": {"cycles": 2}}), out).run(resume=True)
+    assert {f.name: f.stat().st_mtime_ns for f in out.iterdir() if f.is_file()} == before
+    # an emptied checkpoint state is a clear error, not a traceback from the JSON parser
+    (out / "checkpoint" / "state.json").write_text("")
+    with pytest.raises(CheckpointError, match="is not a readable checkpoint"):
+        fem.Simulation(case, out).run(resume=True)
 
 
 def test_refused_resumes_touch_nothing(tmp_path):

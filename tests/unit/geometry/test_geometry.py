@@ -219,5 +219,5 @@ def test_cli_reads_geometry_table(tmp_path):
     assert (geo.dimension, geo.seed, geo.carbon.kind, geo.mesh.size_min_um) == (3, 7, "aggregates", 0.3)
     assert geo.carbon.volume_fraction == 0.20 and geo.sulfur.volume_fraction == 0.28  # defaults kept
     path.write_text("[geometry]\nthickness = 3\n")
-    with pytest.raises(SystemExit, match="unknown keys"):
+    with pytest.raises(SystemExit, match="did you mean 'geometry.thickness_um'"):
         geometry_from_toml(path)
