@@ -715,4 +715,6 @@ class _Generator:
     def _shortfall(self, phase: str, target: float) -> str:
         return (f"could not place enough {phase}: reached volume fraction {self.grid.fraction(phase):.3f} "
                 f"of target {target:.3f} without slivers or cutting off SE; lower the fraction, the "
-                f"radii or min_gap_um, or enlarge the domain")
+                f"radii or min_gap_um, or enlarge the domain"
+                + ("; for dense 3D carbon use straight fibres: geometry.carbon.kind = 'cylinders' "
+                   "with geometry.mesh.mesher = 'cgal'" if self.d == 3 and phase == "C" else ""))
