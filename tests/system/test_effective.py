@@ -87,12 +87,12 @@ def test_composite_bounds_and_serial_equals_parallel():
 
 
 def test_cli_writes_effective_properties(tmp_path):
-    from fem.cli import main
+    from fem.cli import legacy_main  # run_case.py CASE --effective-properties
 
     case = tmp_path / "tiny.toml"
     case.write_text(f'name = "tiny"\n[geometry]\nseparator_um = 5.0\nthickness_um = 15.0\n'
                     f'width_um = 10.0\nmesh_file = "{MESHES / "tiny_2d.msh"}"\n')
-    assert main([str(case), "--effective-properties", "--out", str(tmp_path / "out")]) == 0
+    assert legacy_main([str(case), "--effective-properties", "--out", str(tmp_path / "out")]) == 0
     data = json.loads((tmp_path / "out" / "effective_properties.json").read_text())
     for key in ("kappa_eff_over_bulk_SE", "sigma_eff_over_bulk_C", "tortuosity_factor_SE",
                 "tortuosity_factor_C", "interface_area_per_volume_per_um", "tpb_density", "tpb_density_unit",
