@@ -68,7 +68,8 @@ class ImageConfig:
     # "pad": dense SE of geometry.separator_um is added on the anode side (an image of the cathode);
     # "image": the first geometry.separator_um of the image is the separator and must be SE
     separator: str = "pad"
-    smoothing_voxels: float = 1.0  # 3D: Gaussian width (voxels) of the label smoothing before CGAL; 0 = off
+    smoothing_voxels: float = 0.5  # 3D: Gaussian width (voxels) of the label smoothing before CGAL, 2D: > 0
+    # smooths the pixel staircases of the phase boundaries; 0 = off
     optimise: bool = False  # 3D: CGAL perturb + exude slivers (better tets, ~10x the CGAL time)
     check_percolation: bool = True  # refuse images with no active S or a non-percolating C or SE
 

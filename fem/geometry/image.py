@@ -356,7 +356,8 @@ def export_tiff(packing: Packing, path: Path, voxel_um: float) -> dict:
     off = max(abs(n * h - length) for n, length in zip(labels.shape, lengths))
     meta = {"asslsb": keys | {"separator_um": packing.separator_um, "shape": list(labels.shape)}}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(str(path), labels, description=json.dumps(meta))
+    # a description that is not bare JSON: tifffile would take JSON for its own shape metadata
+    tifffile.imwrite(str(path), labels, description="asslsb-fem segmented image " + json.dumps(meta), metadata=None)
     counts = np.bincount(labels.ravel(), minlength=5) / labels.size
     return {"image": keys, "shape": list(labels.shape), "box_mismatch_um": float(off),
             "voxel_um_per_axis": [float(v) for v in h_axes],
@@ -398,7 +399,7 @@ def build_mesh_image(packing: ImagePacking, mesh, msh_path: Path, verbose: bool 
     import time
 
     t0 = time.perf_counter()
-    sigma = float(packing.image.get("smoothing_voxels", 1.0))
+    sigma = float(packing.image.get("smoothing_voxels", 0.5))
     labels = packing.labels
     h = np.asarray(packing.voxel_um, float)
     if packing.dimension == 2:

@@ -61,9 +61,10 @@ def _edges(tris: np.ndarray, cell_tag: np.ndarray):
     return key[start], a, b
 
 
-def smooth_boundaries(points, tris, cell_tag, fixed: np.ndarray, iterations: int = 10) -> tuple[np.ndarray, int]:
+def smooth_boundaries(points, tris, cell_tag, fixed: np.ndarray, iterations: int = 3,
+                      relax: int = 10) -> tuple[np.ndarray, int]:
     """Taubin smoothing of the phase-boundary curves (see the module docstring); returns the
-    new points and the number of vertices whose move had to be undone."""
+    new points and the number of vertex moves halved to keep the triangles valid."""
     edges, a, b = _edges(tris, cell_tag)
     inner = (b >= 0) & (a != b)
     e, pair = edges[inner], np.sort(np.column_stack([a[inner], b[inner]]), axis=1)
@@ -85,15 +86,30 @@ def smooth_boundaries(points, tris, cell_tag, fixed: np.ndarray, iterations: int
             np.add.at(mean, nbr_sum_index, x[nbr_other])
             mean[movable] /= 2.0
             x[movable] += step * (mean[movable] - x[movable])
+    # triangles next to a moved vertex must not invert: first let the vertices off the phase
+    # boundaries follow (Laplacian relaxation, which changes no phase), then halve the moves
+    # around the triangles still inverted or flat
+    free = (np.bincount(tris.ravel(), minlength=n) > 0) & ~fixed & (degree == 0)
+    tri_edges = np.vstack([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    tri_edges = np.unique(np.sort(tri_edges, axis=1), axis=0)
+    count = np.bincount(tri_edges.ravel(), minlength=n).astype(float)
+    src, dst = np.concatenate([tri_edges[:, 0], tri_edges[:, 1]]), np.concatenate([tri_edges[:, 1], tri_edges[:, 0]])
+    for _ in range(relax):
+        mean = np.zeros_like(x)
+        np.add.at(mean, src, x[dst])
+        x[free] = mean[free] / count[free, None]
     reverted = 0
-    for _ in range(50):  # undo the moves around inverted or flat triangles
-        bad = _signed_areas(x, tris) <= 1e-3 * np.abs(_signed_areas(points, tris))
+    area0 = np.abs(_signed_areas(points, tris))
+    for _ in range(30):
+        bad = _signed_areas(x, tris) * np.sign(_signed_areas(points, tris)) <= 0.05 * area0
         if not bad.any():
             break
         verts = np.unique(tris[bad])
         verts = verts[np.any(x[verts] != points[verts], axis=1)]
         reverted += len(verts)
-        x[verts] = points[verts]
+        x[verts] = 0.5 * (x[verts] + points[verts])
+    else:
+        x[np.unique(tris[bad])] = points[np.unique(tris[bad])]
     return x, reverted
 
 
