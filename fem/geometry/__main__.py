@@ -101,6 +101,10 @@ def _main(argv=None) -> None:
     for issue in near_tangencies(packing, geo.min_gap_um) if geo.mesh.mesher == "occ" else []:
         print(f"warning: nearly tangent, expect slivers: {issue}", file=sys.stderr)
     result = build_mesh(packing, geo.mesh, args.out, verbose=args.verbose)
+    if geo.image.file is not None:  # the image's own fractions and connectivity are in result
+        report = {"mesh": str(args.out), "image": str(geo.image.file)}
+        print(json.dumps(report | result, indent=1))
+        return
     targets = {"S": geo.sulfur.volume_fraction, "C": geo.carbon.volume_fraction, "void": geo.void.volume_fraction}
     report = {"mesh": str(args.out), "particles": len(packing.particles), "target_fractions": targets}
     report |= result | {"connectivity": connectivity(packing)}

@@ -226,6 +226,8 @@ class ImagePacking(Packing):
             raise ValueError(f"{source}: 'image' must be an object with labels_file and voxel_um")
         base = Packing.from_dict({k: v for k, v in data.items() if k != "image"}, source)
         folder = Path(source).parent if source != "packing" else Path(".")
+        if not (folder / im["labels_file"]).is_file():
+            raise ValueError(f"{source}: the image labels {folder / im['labels_file']} must lie beside it")
         return cls(base.dimension, base.box_um, base.separator_um, [], base.meta,
                    voxel_um=tuple(float(v) for v in im["voxel_um"]), labels_file=folder / im["labels_file"],
                    image=im.get("source", {}))
