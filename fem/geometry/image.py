@@ -435,6 +435,16 @@ def build_mesh_image(packing: ImagePacking, mesh, msh_path: Path, verbose: bool 
     }
 
 
+def check_image(geo) -> list[str]:
+    """The problems of the case's image (unmapped values, crop, separator, percolation), for
+    fem.mesh.inputs.check_inputs: a bad image stops a run before anything is meshed."""
+    try:
+        load_image_geometry(geo)
+    except (ImageError, OSError) as err:
+        return [f"geometry.image: {err}"]
+    return []
+
+
 def load_image_geometry(geo) -> ImagePacking:
     """The case's image as a packing, its percolation checked unless switched off."""
     packing = image_from_config(geo)

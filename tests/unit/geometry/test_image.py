@@ -186,3 +186,18 @@ def test_pixel_smoothing_shortens_the_staircase_and_keeps_the_area():
     area = np.abs(_signed_areas(smooth, tris))[ct == tags.S].sum()
     assert area == pytest.approx(np.count_nonzero(img == tags.S), rel=2e-3)
     assert (_signed_areas(smooth, tris) * np.sign(_signed_areas(points, tris)) > 0).all()
+
+
+def test_a_bad_image_stops_the_run_before_meshing(tmp_path):
+    """fem.mesh.inputs.check_inputs (what fem.Simulation and `check` call) reads the image."""
+    from fem.mesh.inputs import check_inputs
+
+    a = np.full((10, 10), 2, np.uint8)
+    a[2:5, 2:5] = 5  # S away from the collector, no C: never electronically connected
+    np.save(tmp_path / "a.npy", a)
+    case = tmp_path / "case.toml"
+    case.write_text('[geometry.image]\nfile = "a.npy"\nvoxel_um = 0.5\nlabels = {S = 1, SE = 2}\n')
+    errors = check_inputs(load_case(case))
+    assert len(errors) == 1 and "geometry.image: image values [5] are not in geometry.image.labels" in errors[0]
+    case.write_text('[geometry.image]\nfile = "a.npy"\nvoxel_um = 0.5\nlabels = {S = 5, SE = 2}\n')
+    assert "geometry.image: the image does not percolate" in check_inputs(load_case(case))[0]
