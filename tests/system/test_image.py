@@ -119,7 +119,7 @@ def test_short_discharge_on_the_example_image(tmp_path):
     cell = load_mesh(tmp_path / "mesh.msh", MPI.COMM_SELF)
     assert type(cell.packing).__name__ == "ImagePacking" and cell.dimension == 2
     assert cell.packing.box_um == pytest.approx((25.0, 12.0))
-    rows = [r for r in solution.rows if r["newton_iterations"] > 0]
+    rows = [r for r in solution.timeseries.rows if r["newton_iterations"] > 0]
     assert rows and abs(rows[-1]["t_s"] - 180.0) < 1e-6
     for r in rows:
         assert abs(r["I_reaction_mA_cm2"] - r["I_mA_cm2"]) <= 1e-6 * abs(r["I_mA_cm2"])
