@@ -166,3 +166,24 @@ def test_voxel_reference_is_exact_on_layers():
     ser = np.ones((10, 4, 3))
     ser[2:5] = 0.1
     assert effective_conductivity(ser, 0.5) == pytest.approx(10 / (7 + 3 / 0.1), rel=1e-12)
+
+
+@pytest.mark.mpi
+def test_image_mesh_one_rank_equals_two(shared_tmp):
+    """The example image's mesh (its labels read on every rank): effective properties on
+    COMM_WORLD equal COMM_SELF."""
+
+    comm = MPI.COMM_WORLD
+    if comm.rank == 0:
+        geo = load_case(ROOT / "cases" / "image_quickstart.toml").geometry
+        build_mesh(generate_packing(geo), geo.mesh, shared_tmp / "image.msh")
+    comm.barrier()
+    r = effective_properties(load_mesh(shared_tmp / "image.msh", comm), Case(), comm)
+    if comm.size > 1:
+        serial = effective_properties(load_mesh(shared_tmp / "image.msh", MPI.COMM_SELF), Case(), MPI.COMM_SELF)
+        tol = 10 * max(r["solver"]["flux_balance_rel"], serial["solver"]["flux_balance_rel"], 1e-9)
+        for key in ("kappa_eff_over_bulk_SE", "sigma_eff_over_bulk_C"):
+            assert r[key] == pytest.approx(serial[key], rel=tol), key
+        assert r["connected_sulfur_fraction"] == pytest.approx(serial["connected_sulfur_fraction"], rel=1e-12)
+    assert 0 < r["kappa_eff_over_bulk_SE"] < r["volume_fractions"]["SE"]
+    assert abs(r["connected_sulfur_fraction"] - r["connected_sulfur_fraction_voxel"]) < 0.02
