@@ -78,6 +78,10 @@ def test_cylinder_pore_3d_through_cgal_within_1_percent(tmp_path):
     assert k.flux_balance_rel < 1e-8
     assert abs(report["mesh_volume_fractions"]["SE"] / eps - 1) < 0.02
     assert report["separator_plane_snap_um"] < 0.25  # within a voxel
+    faces = report["mesh_interface_areas_um2"]  # no crack inside the mesh reads as boundary
+    lx, w = packing.box_um[0], packing.box_um[1]
+    assert abs(faces["anode"] / w**2 - 1) < 0.03 and abs(faces["collector"] / w**2 - 1) < 0.03, faces
+    assert abs(faces["lateral"] / (4 * lx * w) - 1) < 0.05, faces
     assert set(np.unique(cell.facet_tags.values)) >= {tags.S_SE, tags.ANODE, tags.COLLECTOR, tags.LATERAL}
 
 
