@@ -320,6 +320,7 @@ def _image_errors(g: GeometryConfig, need, errors: list[str]) -> None:
     need(f"{key}.downsample", im.downsample, 1 <= im.downsample <= 16, "1 <= value <= 16")
     need(f"{key}.separator", im.separator, im.separator in ("pad", "image"),
          "'pad' (add geometry.separator_um of dense SE) or 'image' (the image holds it)")
+    need(f"{key}.mesher", im.mesher, im.mesher in ("cgal", "voxels"), "'cgal' or 'voxels' (3D images)")
     need(f"{key}.smoothing_voxels", im.smoothing_voxels, 0 <= im.smoothing_voxels <= 3, "0 <= value <= 3 (0: off)")
 
 

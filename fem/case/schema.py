@@ -71,6 +71,9 @@ class ImageConfig:
     smoothing_voxels: float = 0.5  # 3D: Gaussian width (voxels) of the label smoothing before CGAL, 2D: > 0
     # smooths the pixel staircases of the phase boundaries; 0 = off
     optimise: bool = False  # 3D: CGAL perturb + exude slivers (better tets, ~10x the CGAL time)
+    # 3D: "cgal" (smoothed surfaces, adaptive cells) or "voxels" (6 tets per voxel, staircase
+    # boundaries, exact voxel volumes; for comparison); 2D images are always smoothed pixel triangles
+    mesher: str = "cgal"
     check_percolation: bool = True  # refuse images with no active S or a non-percolating C or SE
 
 

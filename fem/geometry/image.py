@@ -408,6 +408,10 @@ def build_mesh_image(packing: ImagePacking, mesh, msh_path: Path, verbose: bool 
         from fem.geometry.pixels import build_mesh_pixels
 
         report = build_mesh_pixels(packing, msh_path, smooth=sigma > 0)
+    elif packing.image.get("mesher", "cgal") == "voxels":
+        from fem.geometry.pixels import build_mesh_voxels
+
+        report = build_mesh_voxels(packing, msh_path)
     else:
         from fem.geometry.labelled import SEPARATOR, mesh_labels
 
@@ -448,7 +452,8 @@ def check_image(geo) -> list[str]:
 def load_image_geometry(geo) -> ImagePacking:
     """The case's image as a packing, its percolation checked unless switched off."""
     packing = image_from_config(geo)
-    packing.image |= {"smoothing_voxels": geo.image.smoothing_voxels, "optimise": geo.image.optimise}
+    packing.image |= {"smoothing_voxels": geo.image.smoothing_voxels, "optimise": geo.image.optimise,
+                      "mesher": geo.image.mesher}
     if geo.image.check_percolation:
         check_percolation(packing)
     return packing

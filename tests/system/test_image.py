@@ -191,3 +191,20 @@ def test_image_mesh_one_rank_equals_two(shared_tmp):
         assert r["connected_sulfur_fraction"] == pytest.approx(serial["connected_sulfur_fraction"], rel=1e-12)
     assert 0 < r["kappa_eff_over_bulk_SE"] < r["volume_fractions"]["SE"]
     assert abs(r["connected_sulfur_fraction"] - r["connected_sulfur_fraction_voxel"]) < 0.02
+
+
+def test_voxel_route_is_exact_on_the_voxels(tmp_path):
+    """3D mesher = 'voxels' (6 Kuhn tets per voxel): a straight voxel pore conducts exactly its
+    voxel fraction, the interfaces are the staircase, the tets all have radius ratio 0.717."""
+    r, n = 4, 12
+    c = np.arange(n) + 0.5 - n / 2
+    Y, Z = np.meshgrid(c, c, indexing="ij")
+    pore = np.broadcast_to(np.where(Y**2 + Z**2 <= r * r, tags.SE, tags.S), (8, n, n)).astype(np.uint8)
+    packing, report, cell = _mesh_image(tmp_path, "vox", pore, 0.25, 0.5, mesher="voxels")
+    assert report["mesher"] == "voxels" and report["cells"] == 6 * 10 * n * n
+    eps = packing.fractions()["SE"]
+    assert LayerAnalysis(cell, MPI.COMM_SELF).conductance({tags.SE: 1.0}).ratio == pytest.approx(eps, rel=1e-9)
+    assert report["mesh_volume_fractions"]["SE"] == pytest.approx(eps, rel=1e-12)
+    stair = report["staircase_interface_areas_um2"]["S|SE"]
+    assert report["mesh_interface_areas_um2"]["S|SE"] == pytest.approx(stair, rel=1e-12)
+    assert report["quality"]["radius_ratio_min"] == pytest.approx(0.7174, abs=1e-4)
