@@ -38,7 +38,9 @@ def retention(runs: dict, path: Path, title: str) -> Figure:
         c = np.array([r["discharge_capacity_mAh_gS"] for r in rows])
         top.plot(n, c, "-", color=colour, lw=1.4, label=name)
         top.plot(n[sim], c[sim], "o", color=colour, ms=3.5)
-        gap = np.array([r["mean_charge_voltage_V"] - r["mean_discharge_voltage_V"] for r in rows])
+        # a cycle without a charge (a discharge-only protocol) has no mean charge voltage
+        gap = np.array([np.nan if r["mean_charge_voltage_V"] is None else
+                        r["mean_charge_voltage_V"] - r["mean_discharge_voltage_V"] for r in rows])
         bottom.plot(n, 1e3 * gap, "-", color=colour, lw=1.2)
         bottom.plot(n[sim], 1e3 * gap[sim], "o", color=colour, ms=3)
     top.set_ylabel(CAPACITY_LABEL)
