@@ -513,7 +513,7 @@ def _cmd_sweep(args) -> int:
     if args.slurm and args.jobs is not None:
         raise UsageError("--jobs sets the local pool and does nothing with --slurm (the array runs every member "
                          "at once, as Slurm allows); leave one of them out")
-    sweep = load_sweep(args.sweep, _petsc_overrides(args))
+    sweep = load_sweep(args.sweep, lambda base: _with_petsc(args, base))
     out_dir = args.out or Path("results") / sweep.name
 
     def say(text):
