@@ -622,10 +622,27 @@ def _run_command(args) -> int:
     if args.command in special:
         _petsc_overrides(args)  # PETSc options after `--` where the command takes none are an error
         return special[args.command](args)
-    case = _with_petsc(args, load_case(args.case))
+    case = _with_petsc(args, _load_case(args.case))
     out_dir = args.out or Path("results") / case.name
     COMMANDS[args.command](args, case, out_dir)
     return 0
+
+
+def _load_case(path: Path) -> Case:
+    """load_case; a sweep file given for a case is told where it belongs."""
+    try:
+        return load_case(path)
+    except CaseError:
+        import tomllib
+
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError):
+            data = {}
+        if "sweep" in data and "base" in data:
+            raise UsageError(f"{path} is a sweep file (base = {data['base']!r} and a [sweep] table), not a case: "
+                             f"run it with `{PROG} sweep {path}`") from None
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -708,7 +725,7 @@ def legacy_main(argv: list[str] | None = None) -> int:
 
     def action():
         args.command = _legacy_mode(args)
-        case = _with_petsc(args, load_case(args.case))
+        case = _with_petsc(args, _load_case(args.case))
         out_dir = args.out or Path("results") / case.name
         if args.command == "run" and case.comparison.catalysts:
             args.command = "compare"

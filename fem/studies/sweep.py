@@ -30,6 +30,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -390,17 +391,20 @@ def write_slurm(sweep: Sweep, out_dir: Path, root: Path) -> tuple[Path, list[str
     todo = [m.name for m in sweep.members if states[m.name] in ("run", "resume")]
     (out_dir / CASE_LIST).write_text("".join(f"{out_dir / CASES / name}.toml\n" for name in todo))
     script = out_dir / SUBMIT
+    q = shlex.quote
+    submit = (f"""exec sbatch --job-name={q(sweep.name)} --array=0-{len(todo) - 1} "$@" \\
+    scripts/slurm.sh --list {q(str(out_dir / CASE_LIST))}""" if todo else
+              f'echo "sweep {sweep.name}: every member has finished; nothing to submit"')
     script.write_text(f"""#!/bin/bash
 # Sweep {sweep.name!r}: {len(todo)} member(s) not yet finished, as one Slurm job array of
 # scripts/slurm.sh (one member case per array task, each into {out_dir}/<member>/).
-# Written by `asslsb-fem sweep {sweep.source} --slurm`. Options pass on to sbatch, e.g.
+# Written by `asslsb-fem sweep {sweep.source} --slurm`; options pass on to sbatch, e.g.
 #   bash {script} --ntasks=1 --time=00:30:00
 # When the tasks have ended: asslsb-fem gather {out_dir}
 set -euo pipefail
-cd {json.dumps(str(Path(root).resolve()))}
-export OUT_ROOT={json.dumps(str(out_dir))}
-exec sbatch --job-name={json.dumps(sweep.name)} --array=0-{max(len(todo) - 1, 0)} "$@" \\
-    scripts/slurm.sh --list {json.dumps(str(out_dir / CASE_LIST))}
+cd {q(str(Path(root).resolve()))}
+export OUT_ROOT={q(str(out_dir))}
+{submit}
 """)
     script.chmod(0o755)
     return script, todo

@@ -15,6 +15,7 @@ from support import MESHES, ROOT
 from fem.case import CaseError, load_case
 from fem.cli import main
 from fem.outputs.tables import read_csv_rows
+from fem.studies.comparison import catalyst_case
 from fem.studies.sweep import case_toml, load_sweep, member_case
 
 BASE = f"""name = "tiny"
@@ -113,6 +114,23 @@ def test_a_member_case_file_reads_back_as_the_same_case(tmp_path):
     assert again.solver.petsc_options == {"mat_mumps_icntl_14": 50}
 
 
+def test_a_catalyst_comparison_is_a_sweep_over_the_catalyst(tmp_path, capsys):
+    """A member of a sweep over kinetics.catalyst on a comparison file is the run `compare` makes."""
+    comparison = BASE.replace("[protocol]\n", "[protocol]\ncycles = 4\n") + (
+        '[comparison]\ncatalysts = ["PCN"]\nvoltage_cycles = [1, 3, 50]\n')
+    path = files(tmp_path, 'base = "base.toml"\n[sweep]\n"kinetics.catalyst" = ["Cu1-PCN", "carbon"]\n', comparison)
+    base, sweep = load_case(tmp_path / "base.toml"), load_sweep(path)
+    for member in sweep.members:
+        compared = catalyst_case(base, member.values["kinetics.catalyst"])
+        assert {**asdict(member.case), "name": ""} == {**asdict(compared), "name": ""}
+        assert member.case.long_cycling.simulate_cycles == [1, 3] and member.case.comparison.catalysts == []
+    assert sweep.voltage_cycles() == [1, 3]
+    # and a sweep file given to `run` is told where it belongs
+    assert main(["run", str(path)]) == 2
+    assert f"is a sweep file (base = 'base.toml' and a [sweep] table), not a case: run it with `asslsb-fem " \
+           f"sweep {path}`" in capsys.readouterr().err
+
+
 def stand_in_slurm(folder):
     """sbatch that runs every array task of the script at once, one after the other, and srun that runs its command."""
     (folder / "sbatch").write_text("""#!/bin/bash
@@ -193,10 +211,17 @@ def test_a_sweep_on_a_pool_and_as_a_slurm_array_gathers_into_one_table(tmp_path,
             else:
                 assert b[key] == a[key], key  # the failed run's message too, from slurm.sh's error.txt
 
-    # members that have not run yet are "not run"; gather needs a sweep's folder
+    # a member that has not finished is "not run"; the next sweep resumes it from its checkpoint
+    summary = json.loads((pool / NAMES[0] / "summary.json").read_text())
     (pool / NAMES[0] / "summary.json").unlink()
     assert main(["gather", str(pool)]) == 0
     assert read_csv_rows(pool / "sweep.csv")[0]["status"] == "not run"
+    assert main(["sweep", str(path), "--out", str(pool)]) == 1
+    assert f"{NAMES[0]}: ok (resumed)" in capsys.readouterr().out
+    resumed = json.loads((pool / NAMES[0] / "summary.json").read_text())
+    assert resumed["resumed_from_cycle"] == 1 and resumed["newton_iterations"] == summary["newton_iterations"]
+    assert read_csv_rows(pool / "sweep.csv")[0]["status"] == "ok"
+    # gather needs a sweep's folder
     assert main(["gather", str(tmp_path)]) == 2
     assert "holds no sweep: sweep.json is missing" in capsys.readouterr().err
 
