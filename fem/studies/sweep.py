@@ -245,7 +245,7 @@ def member_case(base: Case, name: str, values: dict) -> Case:
             if isinstance(obj, dict) and part not in node:
                 node[part] = copy.deepcopy(obj)  # a table of free keys: the member's merge over the base's
             node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        node[parts[-1]] = copy.deepcopy(value)  # [set] values are shared by the members
     return single_case(updated_case(base, changes))
 
 
@@ -294,8 +294,9 @@ def _toml_table(data: dict, where: str) -> list[str]:
 def write_members(sweep: Sweep, out_dir: Path) -> dict:
     """Write <out>/sweep.json and each valid member's case file; an invalid member's folder gets
     error.txt. Returns member name -> "invalid", "done" (finished with the same case file),
-    "resume" (a checkpoint of the same case file) or "run"."""
+    "running" (a live run holds its folder), "resume" (a checkpoint of the same case file) or "run"."""
     from fem.cycling import checkpoint
+    from fem.mesh.inputs import lock_holder
 
     out_dir = Path(out_dir)
     (out_dir / CASES).mkdir(parents=True, exist_ok=True)
@@ -312,7 +313,9 @@ def write_members(sweep: Sweep, out_dir: Path) -> dict:
         text = case_toml(m.case, f"member {m.name!r} of sweep {sweep.name!r} ({sweep.source}), written by "
                                  f"`asslsb-fem sweep`:\n{described}")
         same = path.is_file() and path.read_text() == text
-        if same and (folder / "summary.json").is_file() and not (folder / "error.txt").exists():
+        if lock_holder(folder) is not None:
+            states[m.name] = "running"  # by another sweep or array task: not touched here
+        elif same and (folder / "summary.json").is_file() and not (folder / "error.txt").exists():
             states[m.name] = "done"
         elif same and checkpoint.exists(folder):
             states[m.name] = "resume"
@@ -357,7 +360,9 @@ def run_member(case_file: Path, folder: Path, log_path: Path, resume: bool) -> d
 
 def run_pool(sweep: Sweep, out_dir: Path, jobs: int, say=print) -> dict:
     """Run the members not yet finished, `jobs` processes at once; returns name -> outcome
-    ({"status": "ok" | "failed" | "skipped" | "invalid", ...}). The others go on after a failure."""
+    ({"status": "ok" | "failed" | "skipped" | "running" | "invalid", ...}). The others go on after a failure."""
+    from fem.mesh.inputs import lock_holder
+
     out_dir = Path(out_dir)
     states = write_members(sweep, out_dir)
     outcomes = {}
@@ -368,6 +373,9 @@ def run_pool(sweep: Sweep, out_dir: Path, jobs: int, say=print) -> dict:
         elif states[m.name] == "done":
             outcomes[m.name] = {"status": "skipped"}
             say(f"{m.name}: finished before, skipped")
+        elif states[m.name] == "running":
+            outcomes[m.name] = {"status": "running"}
+            say(f"{m.name}: another run holds its folder ({lock_holder(out_dir / m.name)}), skipped")
     todo = [m for m in sweep.members if states[m.name] in ("run", "resume")]
 
     def one(m):
@@ -417,6 +425,7 @@ def gather(out_dir: Path) -> list[dict]:
     """One row per member from the folders in out_dir (however the members ran): the varied
     keys, status ("ok", "failed", "running" or "not run") and fem.studies.comparison's
     METRIC_COLUMNS; writes sweep.csv, sweep.md and the figures sweep_*.png of the finished ones."""
+    from fem.mesh.inputs import lock_holder
     from fem.outputs.tables import write_table
 
     out_dir = Path(out_dir)
@@ -434,7 +443,7 @@ def gather(out_dir: Path) -> list[dict]:
         elif (folder / "error.txt").is_file():
             row.update(status="failed", error=(folder / "error.txt").read_text().splitlines()[0])
         else:
-            row["status"] = "running" if (folder / ".asslsb-run.lock").exists() else "not run"
+            row["status"] = "running" if lock_holder(folder) is not None else "not run"
         rows.append(row)
     columns = ["member", *keys, "status", *METRIC_COLUMNS, "error"]
     write_table(out_dir / TABLE, columns, rows)

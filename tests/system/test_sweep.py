@@ -131,6 +131,21 @@ def test_a_catalyst_comparison_is_a_sweep_over_the_catalyst(tmp_path, capsys):
            f"sweep {path}`" in capsys.readouterr().err
 
 
+def test_a_member_held_by_a_live_run_is_left_alone(tmp_path):
+    import socket
+
+    from fem.studies.sweep import gather, write_members
+
+    sweep, out = load_sweep(files(tmp_path)), tmp_path / "out"
+    (out / NAMES[1]).mkdir(parents=True)
+    (out / NAMES[1] / ".asslsb-run.lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")  # this live process
+    (out / NAMES[0]).mkdir()
+    (out / NAMES[0] / ".asslsb-run.lock").write_text(f"999999999 {socket.gethostname()}\n")  # a dead one
+    states = write_members(sweep, out)
+    assert states == {NAMES[0]: "run", NAMES[1]: "running", NAMES[2]: "run", NAMES[3]: "invalid"}
+    assert [r["status"] for r in gather(out)] == ["not run", "running", "not run", "failed"]
+
+
 def stand_in_slurm(folder):
     """sbatch that runs every array task of the script at once, one after the other, and srun that runs its command."""
     (folder / "sbatch").write_text("""#!/bin/bash
