@@ -149,9 +149,9 @@ member with invalid values or a failed run gets <out>/<member>/error.txt, the ot
 from their checkpoints. A catalyst comparison is a sweep over kinetics.catalyst.
 
 writes into the output folder: sweep.json (the members), cases/, one folder per member, and
-(the pool, through `{PROG} gather`) sweep.csv, sweep.md and sweep_retention.png,
-sweep_voltage.png (sweep_Ea.png with measured Ea); --slurm: cases.txt and submit.sh (which
-runs `sbatch --array=... scripts/slurm.sh --list cases.txt`) instead of running.
+(the pool, through `{PROG} gather`) sweep.csv, sweep.md and the figures; --slurm: cases.txt
+and submit.sh (which runs `sbatch --array=... scripts/slurm.sh --list cases.txt`) instead of
+running.
 
 examples:
   {PROG} sweep cases/sweep_current.toml --jobs 2          # -> results/sweep_current/
@@ -165,8 +165,9 @@ failed, running, not run) and per finished run the capacities at cycles 1, 10 an
 retention, mean discharge voltages, first and last measured Ea, final catalyst activity,
 simulated cycles and wall time; failed members with their error.
 
-writes into DIR: sweep.csv, sweep.md, sweep_retention.png, sweep_voltage.png (and
-sweep_Ea.png when the runs measured Ea).
+writes into DIR: sweep.csv, sweep.md, sweep_cycle1.png (first-cycle capacity, mean
+discharge voltage and hysteresis per member), sweep_voltage.png (voltage curves), and
+sweep_retention.png (runs of several cycles) and sweep_Ea.png (runs that measured Ea).
 
 example:
   {PROG} gather results/sweep_current"""

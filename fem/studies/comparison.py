@@ -80,17 +80,22 @@ def load_runs(folders: dict) -> dict:
             for label, f in ((label, Path(f)) for label, f in folders.items())}
 
 
+FIGURES = ("retention", "voltage", "Ea")  # a comparison's; a sweep also has "cycle1"
+
+
 def plot_runs(runs: dict, voltage_cycles: list[int], out_dir: Path, prefix: str, title: str,
-              activation: bool = True) -> list[Path]:
-    """The figures of a study: <prefix>_retention.png, _voltage.png and (activation) _Ea.png."""
+              figures=FIGURES) -> list[Path]:
+    """The figures of a study, <prefix>_<figure>.png (fem.studies.comparison_plots)."""
     from fem.studies import comparison_plots as plots_comparison
 
-    paths = [out_dir / f"{prefix}_retention.png", out_dir / f"{prefix}_voltage.png"]
-    plots_comparison.retention(runs, paths[0], title)
-    plots_comparison.voltage(runs, voltage_cycles, paths[1], title)
-    if activation:
-        paths.append(out_dir / f"{prefix}_Ea.png")
-        plots_comparison.activation_energy(runs, paths[-1], title)
+    draw = {"retention": lambda path: plots_comparison.retention(runs, path, title),
+            "voltage": lambda path: plots_comparison.voltage(runs, voltage_cycles, path, title),
+            "Ea": lambda path: plots_comparison.activation_energy(runs, path, title),
+            "cycle1": lambda path: plots_comparison.first_cycle(runs, path, title)}
+    paths = []
+    for name in figures:
+        paths.append(out_dir / f"{prefix}_{name}.png")
+        draw[name](paths[-1])
     return paths
 
 

@@ -424,7 +424,9 @@ export OUT_ROOT={q(str(out_dir))}
 def gather(out_dir: Path) -> list[dict]:
     """One row per member from the folders in out_dir (however the members ran): the varied
     keys, status ("ok", "failed", "running" or "not run") and fem.studies.comparison's
-    METRIC_COLUMNS; writes sweep.csv, sweep.md and the figures sweep_*.png of the finished ones."""
+    METRIC_COLUMNS; writes sweep.csv, sweep.md and the figures of the finished ones: sweep_cycle1.png
+    (first-cycle capacity, mean discharge voltage, hysteresis per member), sweep_voltage.png, and
+    sweep_retention.png (runs of several cycles) and sweep_Ea.png (measured Ea)."""
     from fem.mesh.inputs import lock_holder
     from fem.outputs.tables import write_table
 
@@ -451,6 +453,7 @@ def gather(out_dir: Path) -> list[dict]:
     (out_dir / "sweep.md").write_text(markdown(rows, ["member", *keys, "status"]) + (failed and "\n" + failed))
     runs = load_runs(finished)
     if runs:
-        plot_runs(runs, manifest["voltage_cycles"], out_dir, "sweep", manifest["sweep"],
-                  activation=any(r["Ea"] for r in runs.values()))
+        several = any(len(r["cycles"]) > 1 for r in runs.values())  # else retention shows single points
+        figures = ["cycle1", "voltage"] + ["retention"] * several + ["Ea"] * any(r["Ea"] for r in runs.values())
+        plot_runs(runs, manifest["voltage_cycles"], out_dir, "sweep", manifest["sweep"], figures)
     return rows

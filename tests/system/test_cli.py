@@ -149,7 +149,7 @@ HELP_NAMES = {
     "fit": ["fit.json", "fitted/", "DATA.csv", "--params"],
     "compare": ["comparison.csv", "comparison.md", "comparison.json", "--resume"],
     "sweep": ["sweep.json", "cases/", "sweep.csv", "sweep.md", "--jobs", "--slurm", "submit.sh", "error.txt"],
-    "gather": ["sweep.csv", "sweep.md", "sweep_retention.png"],
+    "gather": ["sweep.csv", "sweep.md", "sweep_cycle1.png", "sweep_voltage.png", "sweep_retention.png"],
     "verify": ["report.md", "summary.json", "--skip-parallel"],
 }
 

@@ -186,7 +186,8 @@ def test_a_sweep_on_a_pool_and_as_a_slurm_array_gathers_into_one_table(tmp_path,
     assert rows[2]["error"].startswith("PETSc: Unable to find requested KSP type no_such_ksp")
     assert "500 mA/cm2 is above the 100 mA/cm2" in rows[3]["error"]
     assert not (pool / "cases" / f"{NAMES[3]}.toml").exists()  # an invalid member is not run
-    assert (pool / "sweep_retention.png").stat().st_size > 10_000 and (pool / "sweep_voltage.png").is_file()
+    assert (pool / "sweep_cycle1.png").stat().st_size > 10_000 and (pool / "sweep_voltage.png").is_file()
+    assert not (pool / "sweep_retention.png").exists()  # one cycle each: nothing to show against the cycle
     assert "2 ok, 2 failed" in out and (pool / "sweep.md").read_text().count("\n| steps-") == 4
     assert load_case(pool / "cases" / f"{NAMES[1]}.toml").solver.petsc_options == {
         "mat_mumps_icntl_14": 50, "ksp_type": "preonly"}
