@@ -154,7 +154,7 @@ def _range_errors(case: Case) -> list[str]:
             need(key, value, 0 <= value < 1, "0 <= value < 1")
         elif isinstance(value, Path):
             path = value if value.is_absolute() else case.base_dir / value
-            if not path.is_file():
+            if not path.is_file() and not (key == "geometry.image.file" and path.is_dir()):  # a TIFF stack folder
                 errors.append(f"{key}: file not found: {path}")
     for f in fields(case.materials):
         value = getattr(case.materials, f.name)
@@ -261,6 +261,7 @@ def _geometry_errors(g: GeometryConfig, need, errors: list[str]) -> None:
     need("geometry.mesh.voxel_um", g.mesh.voxel_um, g.mesh.voxel_um >= 0, ">= 0 (0: automatic)")
     need("geometry.carbon.segment_overlap", g.carbon.segment_overlap, 0 < g.carbon.segment_overlap < 1,
          "0 < value < 1")
+    _image_errors(g, need, errors)
     if g.mesh_file is not None:
         if g.particles_file is not None:
             errors.append("geometry.mesh_file and geometry.particles_file exclude each other: "
@@ -270,6 +271,55 @@ def _geometry_errors(g: GeometryConfig, need, errors: list[str]) -> None:
         elif g.mesh_file.is_file() and not g.mesh_file.with_suffix(".json").is_file():
             errors.append(f"geometry.mesh_file: the particle list {g.mesh_file.with_suffix('.json')} "
                           "must lie beside the mesh (same name, .json)")
+
+
+IMAGE_PHASES = ("S", "SE", "C", "void")
+IMAGE_SUFFIXES = (".npy", ".tif", ".tiff", ".raw")
+
+
+def _image_errors(g: GeometryConfig, need, errors: list[str]) -> None:
+    """[geometry.image]: the keys alone (the image's content is checked when it is read)."""
+    im = g.image
+    if im.file is None:
+        return
+    key = "geometry.image"
+    for other in ("mesh_file", "particles_file"):
+        if getattr(g, other) is not None:
+            errors.append(f"{key}.file and geometry.{other} exclude each other: the image is the geometry")
+    path = Path(im.file)
+    need(f"{key}.file", str(path), path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES,
+         "a .npy, .tif/.tiff (multi-page), .raw (with a JSON header) file or a folder of .tif slices")
+    if path.suffix.lower() == ".raw":
+        header = Path(im.header_file) if im.header_file is not None else path.with_suffix(".json")
+        if not header.is_file():
+            errors.append(f"{key}.header_file: the raw image {path.name} needs a JSON header "
+                          f'{{"shape": [...], "dtype": "uint8"}}; not found: {header}')
+    need(f"{key}.voxel_um", im.voxel_um, im.voxel_um > 0, "> 0 um (the edge of one voxel; required with a file)")
+    labels, seen = im.labels, {}
+    unknown = [k for k in labels if k not in IMAGE_PHASES]
+    if unknown:
+        errors.append(f"{key}.labels: unknown phases {unknown}; allowed: {', '.join(IMAGE_PHASES)}")
+    for phase in ("S", "SE"):
+        if phase not in labels:
+            errors.append(f"{key}.labels must map {phase} (the model needs it), e.g. labels = {{S = 1, SE = 2, C = 3}}")
+    for phase, value in labels.items():
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+            errors.append(f"{key}.labels.{phase} = {value!r} must be an image value >= 0 or a non-empty list of them")
+            continue
+        for v in values:
+            if v in seen and seen[v] != phase:
+                errors.append(f"{key}.labels: value {v} is given to both {seen[v]} and {phase}")
+            seen[v] = phase
+    need(f"{key}.thickness_axis", im.thickness_axis, im.thickness_axis in (0, 1, 2), "0, 1 or 2 (an array axis)")
+    need(f"{key}.collector", im.collector, im.collector in ("first", "last"),
+         "'first' or 'last' (the end of thickness_axis at the collector)")
+    ok = len(im.crop) <= 3 and all(len(r) == 2 and 0 <= r[0] < r[1] for r in im.crop)
+    need(f"{key}.crop", im.crop, ok, "[] or up to 3 [lo, hi] voxel ranges with 0 <= lo < hi, one per array axis")
+    need(f"{key}.downsample", im.downsample, 1 <= im.downsample <= 16, "1 <= value <= 16")
+    need(f"{key}.separator", im.separator, im.separator in ("pad", "image"),
+         "'pad' (add geometry.separator_um of dense SE) or 'image' (the image holds it)")
+    need(f"{key}.smoothing_voxels", im.smoothing_voxels, 0 <= im.smoothing_voxels <= 3, "0 <= value <= 3 (0: off)")
 
 
 def _catalyst_errors(case: Case, errors: list[str]) -> None:

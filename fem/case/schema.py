@@ -48,6 +48,33 @@ class MeshConfig:
 
 
 @dataclass
+class ImageConfig:
+    """A segmented image instead of a generated packing (fem.geometry.image); off while file is unset.
+
+    Axes of length 1 are dropped first (a one-slice stack is a 2D image); thickness_axis, crop
+    and the dimension then refer to the remaining array axes in numpy order (a TIFF stack's
+    page axis is 0). The box (thickness, width) and the dimension come from the image.
+    """
+
+    file: Path | None = None  # .npy, .tif/.tiff (multi-page), a folder of .tif slices, or .raw
+    header_file: Path | None = None  # .raw: JSON {"shape": [..], "dtype": "uint8"}; default <file>.json
+    voxel_um: float = 0.0  # voxel edge (required with file)
+    # phase -> image value or list of values; every value in the image must be mapped
+    labels: dict = field(default_factory=lambda: {"S": 1, "SE": 2, "C": 3, "void": 4})
+    thickness_axis: int = 0  # the array axis across the cathode layer
+    collector: str = "last"  # "last" or "first": the end of thickness_axis that faces the collector
+    crop: list[list[int]] = field(default_factory=list)  # [[lo, hi], ...] per axis, voxel indices; [] = all
+    downsample: int = 1  # blocks of downsample^d voxels take their majority phase
+    # "pad": dense SE of geometry.separator_um is added on the anode side (an image of the cathode);
+    # "image": the first geometry.separator_um of the image is the separator and must be SE
+    separator: str = "pad"
+    smoothing_voxels: float = 0.5  # 3D: Gaussian width (voxels) of the label smoothing before CGAL, 2D: > 0
+    # smooths the pixel staircases of the phase boundaries; 0 = off
+    optimise: bool = False  # 3D: CGAL perturb + exude slivers (better tets, ~10x the CGAL time)
+    check_percolation: bool = True  # refuse images with no active S or a non-percolating C or SE
+
+
+@dataclass
 class GeometryConfig:
     dimension: int = 2
     separator_um: float = 10.0
@@ -62,6 +89,7 @@ class GeometryConfig:
     particles_file: Path | None = None  # explicit particle list (JSON), replaces generation
     mesh_file: Path | None = None  # ready .msh (its particle JSON beside it), replaces meshing
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)  # [geometry.image]
 
 
 # --- physics ----------------------------------------------------------------------------
