@@ -21,7 +21,7 @@ from fem.case.catalysts import Catalyst, exchange_current_A_m2
 from fem.constants import A_M2_PER_MA_CM2, MG_CM2_PER_KG_M2, UM, F, R, kelvin
 from fem.mesh import CellMesh
 from fem.physics import kinetics
-from fem.physics.materials import OCV, c_max_mol_m3, kappa_SE_S_m
+from fem.physics.materials import OCV, LithiationLaw, c_max_mol_m3, kappa_SE_S_m
 from fem.physics.spaces import PHI_E, PHI_S, X, build_spaces, field_index_sets
 
 T_REF_S = 100.0  # time scale of the lithiation residual (conditioning only)
@@ -78,6 +78,7 @@ class CellProblem:
         self.f = const(1.0)  # F/RT
         self.kappa = const(1.0)
         self.i0 = const(1.0)  # catalyst exchange current density, A/m2
+        self.i0_an = const(case.anode.i0_an_A_m2)  # anode exchange current density at T, A/m2
         self.f_c = const(1.0)  # S|SE contact factor (ageing, MODEL.md section 6)
         # constants, not literals: a fit that varies them reuses the compiled forms
         self.D_S = const(case.materials.D_S_m2_s)
@@ -125,9 +126,13 @@ class CellProblem:
         i = i_bv("+")
         # anode: uniform current (CC) or Butler-Volmer Robin condition at phi_an (CV)
         eta_an = self.phi_an - phi_e - an.U_an_V
-        i_an_bv = kinetics.butler_volmer(an.i0_an_A_m2, an.alpha, 1.0 - an.alpha, self.f, eta_an)
+        i_an_bv = kinetics.butler_volmer(self.i0_an, an.alpha, 1.0 - an.alpha, self.f, eta_an)
         i_an = self.galvanostatic * self.i_app + (1.0 - self.galvanostatic) * i_an_bv
         self.eta, self.i_bv, self.i_an = eta, i_bv, i_an
+        # sigma_S(x), D_S(x): the case's lithiation laws on the constant prefactors
+        sigma_S = LithiationLaw.from_materials(self.case.materials, "sigma_S").ufl(self.sigma_S, x)
+        D_S = LithiationLaw.from_materials(self.case.materials, "D_S").ufl(self.D_S, x)
+        self.sigma_S_x, self.D_S_x = sigma_S, D_S
 
         def residual_e(v_e):
             # SE: -div(kappa grad phi_e) = 0; i enters the SE at S|SE, i_an at the anode
@@ -135,15 +140,15 @@ class CellProblem:
                 - i * v_e("+") * dS(tags.S_SE) - i_an * v_e * ds(tags.ANODE)
 
         def residual_s(v_s):
-            # C and S: -div(sigma grad phi_s) = 0; i leaves S as electronic current at S|SE
+            # C and S: -div(sigma grad phi_s) = 0, sigma_S(x) in S; i leaves S as electronic current at S|SE
             return (self.sigma_C / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.C) \
-                + (self.sigma_S / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.S) \
+                + (sigma_S / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.S) \
                 + i * v_s("+") * dS(tags.S_SE)
 
         def residual_x(q):
-            # S: c_max dx/dt = div(c_max D grad x), outward Li flux -c_max D grad x.n = i/F
+            # S: c_max dx/dt = div(c_max D(x) grad x), outward Li flux -c_max D grad x.n = i/F
             return T_REF_S * ((x - x_n) / self.dt * q * dx(tags.S)
-                              + (self.D_S / L**2) * inner(grad(x), grad(q)) * dx(tags.S)
+                              + (D_S / L**2) * inner(grad(x), grad(q)) * dx(tags.S)
                               + i / (L * F * self.c_max) * q("+") * dS(tags.S_SE))
 
         v_e, v_s, q = ufl.TestFunctions(V)
@@ -206,6 +211,7 @@ class CellProblem:
         self.f.value = F / (R * T)
         self.kappa.value = kappa_SE_S_m(self.case.materials, temperature_C)
         self.i0.value = exchange_current_A_m2(self.catalyst, T, activity)
+        self.i0_an.value = kinetics.anode_exchange_current_A_m2(self.case.anode, T)
 
     def set_current(self, i_app_A_m2: float):
         self.galvanostatic.value = 1.0
@@ -262,7 +268,7 @@ class CellProblem:
         if self.is_galvanostatic:
             I = float(self.i_app.value)
             mean_phi_e = self._integral("int_phi_e_anode") / A
-            eta_an = kinetics.anode_overpotential_V(I, an.i0_an_A_m2, an.alpha, f)
+            eta_an = kinetics.anode_overpotential_V(I, float(self.i0_an.value), an.alpha, f)
             phi_an = mean_phi_e + an.U_an_V + eta_an
         else:
             I = self._integral("int_i_an") / A

@@ -33,6 +33,7 @@ from fem.case import Case, Conditions, Kinetics, SolverConfig
 from fem.case.catalysts import exchange_current_A_m2, load_library
 from fem.constants import UM, F, R, kelvin
 from fem.mesh import load_mesh
+from fem.physics.kinetics import anode_exchange_current_A_m2
 from fem.physics.materials import OCV, kappa_SE_S_m, theoretical_capacity_mAh_g
 from fem.physics.problem import CellProblem
 from fem.physics.spaces import PHI_E
@@ -112,7 +113,7 @@ def closed_form(case: Case, i_app: float, layers_um: tuple[float, float, float],
            }[kinetics]()
     sep, s, c = layers_um
     ohmic = i_app * UM * (sep / kappa_SE_S_m(m, case.conditions.temperature_C) + s / m.sigma_S_S_m + c / m.sigma_C_S_m)
-    eta_an = invert_butler_volmer(i_app, an.i0_an_A_m2, an.alpha, 1.0 - an.alpha, f)
+    eta_an = invert_butler_volmer(i_app, anode_exchange_current_A_m2(an, T), an.alpha, 1.0 - an.alpha, f)
     U = float(OCV.from_config(case.ocv).numpy(x0))
     return {"V": U + eta - ohmic - an.U_an_V - eta_an, "eta": eta, "eta_an": eta_an, "ohmic": ohmic, "U": U}
 
