@@ -24,4 +24,5 @@ from fem.case.schema import (
 
 __all__ = ["AgeingConfig", "Anode", "CarbonSpec", "Case", "CaseError", "ComparisonConfig", "Conditions",
            "GeometryConfig", "Kinetics", "LongCyclingConfig", "Materials", "MeshConfig", "OCVConfig",
-           "OutputConfig", "PhaseSpec", "ProductLayerConfig", "ProtocolConfig", "SolverConfig", "load_case", "validate_case"]
+           "OutputConfig", "PhaseSpec", "ProductLayerConfig", "ProtocolConfig", "SolverConfig", "load_case",
+           "validate_case"]

@@ -46,7 +46,8 @@ _PETSC_KEY = re.compile(r"[a-z][a-z0-9_]*")
 
 _NOT_IN_FILE = {"base_dir"}  # set by load_case, not by the user
 # units live in key names; a suggested key with one of these suffixes says which unit it expects
-_UNIT_SUFFIXES = {"_m2_s": "m2/s", "_mol_m3": "mol/m3", "_nm": "nm", "_per_s": "1/s", "_g_cm3": "g/cm3", "_A_m2": "A/m2", "_S_m": "S/m", "_eV": "eV",
+_UNIT_SUFFIXES = {"_m2_s": "m2/s", "_mol_m3": "mol/m3", "_nm": "nm", "_per_s": "1/s",
+                  "_g_cm3": "g/cm3", "_A_m2": "A/m2", "_S_m": "S/m", "_eV": "eV",
                   "_kJ_mol": "kJ/mol", "_um": "um", "_V": "V", "_C": "degC", "_s": "s"}
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
                Path: "a file path (string)"}

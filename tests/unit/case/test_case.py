@@ -175,9 +175,11 @@ BAD = {
     "layer_sigma": ("[product_layer]\nenabled = true\nsigma_L_S_m = 1e-3\n",
                     "product_layer.sigma_L_S_m = 0.001 is out of range; allowed: 1e-9 <= value <= 1e-6 (S/m"),
     "layer_psi": ("[product_layer]\npsi = 1.5\n", "product_layer.psi = 1.5 is out of range; allowed: 0 <= value <= 1"),
-    "layer_delta": ("[product_layer]\ninitial_delta_nm = -1\n", "product_layer.initial_delta_nm = -1.0 is out of range"),
+    "layer_delta": ("[product_layer]\ninitial_delta_nm = -1\n",
+                    "product_layer.initial_delta_nm = -1.0 is out of range"),
     "layer_unit": ("[product_layer]\ninitial_delta_um = 0.01\n",
-                   "unknown key 'product_layer.initial_delta_um'; did you mean 'product_layer.initial_delta_nm' (in nm"),
+                   "unknown key 'product_layer.initial_delta_um'; did you mean "
+                   "'product_layer.initial_delta_nm' (in nm"),
     "layer_c_L": ("[product_layer]\nc_L_mol = 3e4\n",
                   "did you mean 'product_layer.c_L_mol_m3' (in mol/m3"),
     "layer_enabled_type": ('[product_layer]\nenabled = "yes"\n', "product_layer.enabled must be true or false"),
