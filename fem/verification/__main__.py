@@ -49,7 +49,10 @@ TEXTS = {
         "step (the current distribution at a fixed state of charge). The linearised kinetics "
         "η = −i/(i0 g f (α_a+α_c)) holds at 1 µA/cm², the Tafel law at 5 mA/cm². The capacity check "
         "is a full C/100 discharge to 0.6 V of a thinner planar cell with the true S density through "
-        "fem.simulation.run; all of its S is connected."),
+        "fem.simulation.run; all of its S is connected. Product layer (MODEL.md 6b): a uniform 20 nm layer "
+        "(σ_L = 1e-6 S/m, ψ = 0, k_ox = 0) at 0.1 mA/cm² must lower V by exactly i δ/σ_L = 20 mV against the "
+        "same cell without it (and match the closed form minus that drop); with ψ = 0.4 and the true S density "
+        "the layer must grow by ψ i t/(2 F c_L) in 3 steps of 10 s, with I = I_storage + I_layer."),
     "effective": (
         "fem.verification.effective_checks.analytic_checks(): effective conductivities of layers and "
         "inclusions computed by "
