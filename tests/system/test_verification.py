@@ -62,3 +62,14 @@ def test_uniform_product_layer_shifts_the_voltage_by_its_ohmic_drop(shared_tmp):
     for c in checks:
         assert c["passed"], c
     assert checks[0]["expected"] == pytest.approx(0.02)  # i delta / sigma_L = 1 A/m2 * 20 nm / 1e-6 S/m
+
+
+@pytest.mark.mpi
+def test_mms_2d_with_the_product_layer_converges_at_p1_rates(shared_tmp):
+    """MODEL.md 6b: manufactured eta_L and delta on S|SE with the bulk fields through the solver's
+    own forms: every field (bulk and interface) at the P1 rates on three coarse 2D meshes."""
+    result = mms.run_mms(2, shared_tmp, sizes=mms.FAST_SIZES_2D, comm=MPI.COMM_WORLD, layer=True)
+    assert set(result["rate_L2"]) == set(FIELD_NAMES) | {"eta_L", "delta"}
+    for name in result["rate_L2"]:
+        assert 1.8 <= result["rates"][f"{name}_L2"][-1] <= 2.3, (name, result["rates"])
+        assert 0.85 <= result["rates"][f"{name}_H1"][-1] <= 1.3, (name, result["rates"])
