@@ -48,7 +48,8 @@ _PETSC_KEY = re.compile(r"[a-z][a-z0-9_]*")
 
 _NOT_IN_FILE = {"base_dir"}  # set by load_case, not by the user
 # units live in key names; a suggested key with one of these suffixes says which unit it expects
-_UNIT_SUFFIXES = {"_m2_s": "m2/s", "_g_cm3": "g/cm3", "_A_m2": "A/m2", "_S_m": "S/m", "_eV": "eV",
+_UNIT_SUFFIXES = {"_m2_s": "m2/s", "_mol_m3": "mol/m3", "_nm": "nm", "_per_s": "1/s",
+                  "_g_cm3": "g/cm3", "_A_m2": "A/m2", "_S_m": "S/m", "_eV": "eV",
                   "_kJ_mol": "kJ/mol", "_um": "um", "_V": "V", "_C": "degC", "_s": "s"}
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
                Path: "a file path (string)"}
@@ -209,7 +210,20 @@ def _range_errors(case: Case) -> list[str]:
     _catalyst_errors(case, errors)
     _protocol_errors(case, need, errors)
     _ageing_errors(case, need)
+    _layer_errors(case, need)
     return errors
+
+
+def _layer_errors(case: Case, need) -> None:
+    """[product_layer] (MODEL.md section 6b): the ranges of the model."""
+    pl = case.product_layer
+    need("product_layer.sigma_L_S_m", pl.sigma_L_S_m, 1e-9 <= pl.sigma_L_S_m <= 1e-6,
+         "1e-9 <= value <= 1e-6 (S/m, effective layer conductivity)")
+    need("product_layer.psi", pl.psi, 0 <= pl.psi <= 1, "0 <= value <= 1 (fraction of the discharge product)")
+    need("product_layer.c_L_mol_m3", pl.c_L_mol_m3, 1e3 <= pl.c_L_mol_m3 <= 1e6,
+         "1e3 <= value <= 1e6 (mol/m3; Li2S: 3.61e4)")
+    need("product_layer.initial_delta_nm", pl.initial_delta_nm, 0 <= pl.initial_delta_nm <= 1e4,
+         "0 <= value <= 1e4 (nm)")
 
 
 def _ageing_errors(case: Case, need) -> None:

@@ -153,6 +153,28 @@ class Anode:
 
 
 @dataclass
+class ProductLayerConfig:
+    """The Li2S product layer on S|SE (MODEL.md section 6b); off by default (today's model).
+
+    enabled           solve the layer's interface fields with the others
+    sigma_L_S_m       effective electronic/ionic conductivity of the layer, S/m: ohmic drop
+                      i (delta + delta_dead) / sigma_L in series with the charge transfer
+    psi               fraction of the discharge product (Li2S) that forms the layer; 1 - psi
+                      lithiates the S bulk
+    c_L_mol_m3        molar density of the layer: Li2S, 1.66 g/cm3 / 45.95 g/mol = 3.61e4
+    initial_delta_nm  uniform live layer thickness at t = 0
+    The catalyst sets the conversion of the layer on charge (k_ox_ref_per_s) and the fraction
+    isolated per cycle (k_iso) in its record (fem/data/catalysts.toml).
+    """
+
+    enabled: bool = False
+    sigma_L_S_m: float = 1e-7  # model assumption (10^-9..10^-6 allowed): the case sets it
+    psi: float = 0.2  # model assumption: the case sets it
+    c_L_mol_m3: float = 3.61e4
+    initial_delta_nm: float = 0.0
+
+
+@dataclass
 class Conditions:
     temperature_C: float = 25.0
     initial_lithiation: float = 0.01  # x at t = 0 (0 = S8)
@@ -251,6 +273,7 @@ class Case:
     kinetics: Kinetics = field(default_factory=Kinetics)
     anode: Anode = field(default_factory=Anode)
     conditions: Conditions = field(default_factory=Conditions)
+    product_layer: ProductLayerConfig = field(default_factory=ProductLayerConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
