@@ -101,10 +101,17 @@ class CellProblem:
 
         self.d_C = self._distance_to_carbon(mesh)
         self._build_forms(mesh)
-        self.solver = solver_factory(self.F_form, self.J_form, self.u, self.bcs, comm)
-        if hasattr(self.solver, "set_field_splits"):
-            self.solver.set_field_splits(field_index_sets(self.spaces))
+        self._solver_factory = solver_factory
+        self.solver = self.new_solver()
         self._set_initial_state(case.conditions.initial_lithiation)
+
+    def new_solver(self):
+        """A fresh nonlinear solver for these forms (with the field splits a block
+        preconditioner needs: a fieldsplit solver made without them fails with PETSc error 77)."""
+        solver = self._solver_factory(self.F_form, self.J_form, self.u, self.bcs, self.comm)
+        if hasattr(solver, "set_field_splits"):
+            solver.set_field_splits(field_index_sets(self.spaces))
+        return solver
 
     # --- set-up -------------------------------------------------------------------------
 

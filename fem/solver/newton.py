@@ -148,7 +148,17 @@ class NewtonSolver:
         self.total_iterations += iterations
         if reason > 0:
             self._copy_in(self.x)
+        elif reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE:
+            self._reset_factorisation()
         return reason > 0, iterations
+
+    def _reset_factorisation(self):
+        """After a failed LU factorisation PETSc's MUMPS interface skips every later numeric
+        factorisation with the same pattern (the failure code stays set): drop the factor so
+        the next solve analyses the matrix afresh."""
+        pc = self.snes.getKSP().getPC()
+        if pc.getType() in ("lu", "cholesky"):
+            pc.reset()
 
     def destroy(self):
         self.snes.destroy()
