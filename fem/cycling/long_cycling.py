@@ -81,10 +81,12 @@ class LongCycling:
         if lc.activation_energy:
             a = self.slow.catalyst_activity
             try:
-                row = activation.measure(self.problem, lc.activation_temperatures_C, a)
+                row = activation.measure_at_soc(self.problem, lc.activation_temperatures_C, a, lc.activation_soc,
+                                                lc.activation_rest_s, self.rows[start:],
+                                                self.fem[cycle]["discharge_capacity_mAh_cm2"])
             except activation.MeasurementError:
                 # a missing point of the Ea curve is no reason to lose the run
-                row = dict.fromkeys(activation.COLUMNS[1:6], math.nan)
+                row = dict.fromkeys(activation.MEASURED_COLUMNS, math.nan)
             self.activation_rows.append({"cycle": cycle, **row, "catalyst_activity": a,
                                          "catalyst_Ea_kJ_mol": self.slow.as_row(self.catalyst)["catalyst_Ea_kJ_mol"]})
         slope = trend(self._points("discharge_capacity_mAh_cm2"))
