@@ -514,6 +514,11 @@ def _cmd_sweep(args) -> int:
     if args.slurm and args.jobs is not None:
         raise UsageError("--jobs sets the local pool and does nothing with --slurm (the array runs every member "
                          "at once, as Slurm allows); leave one of them out")
+    ranks = max(int(os.environ.get(name, "1") or 1) for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"))
+    if ranks > 1:
+        raise UsageError(f"`{PROG} sweep` under MPI ({ranks} ranks) would start every member on every rank: start "
+                         "it as one process; its members run as processes of their own (on a cluster: --slurm, "
+                         "each array task on the ranks sbatch gives it)")
     sweep = load_sweep(args.sweep, lambda base: _with_petsc(args, base))
     out_dir = args.out or Path("results") / sweep.name
 

@@ -146,6 +146,26 @@ def test_a_member_held_by_a_live_run_is_left_alone(tmp_path):
     assert [r["status"] for r in gather(out)] == ["not run", "running", "not run", "failed"]
 
 
+def test_the_sweep_command_line(tmp_path, capsys, monkeypatch):
+    path, out = files(tmp_path), tmp_path / "out"
+    assert main(["sweep", str(path), "--slurm", "--out", str(out), "--petsc", "ksp_rtol=1e-9", "--", "-ksp_atol",
+                 "1e-20"]) == 0
+    options = load_case(out / "cases" / f"{NAMES[2]}.toml").solver.petsc_options  # base, --petsc, the member's
+    assert options == {"mat_mumps_icntl_14": 50, "ksp_rtol": 1e-9, "ksp_atol": 1e-20, "ksp_type": "no_such_ksp"}
+    assert "then: asslsb-fem gather" in capsys.readouterr().out
+    assert main(["sweep", str(path), "--slurm", "--jobs", "2"]) == 2
+    assert "--jobs sets the local pool and does nothing with --slurm" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--petsc", "ksp_rtol"]) == 2
+    assert "--petsc 'ksp_rtol': expected KEY=VALUE" in capsys.readouterr().err
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    assert main(["sweep", str(path)]) == 2
+    assert "under MPI (2 ranks) would start every member on every rank" in capsys.readouterr().err
+    monkeypatch.delenv("OMPI_COMM_WORLD_SIZE")
+    sweep = load_sweep(files(tmp_path, 'base = "base.toml"\n[sweep]\n"geometry.sulfur.radius_mean_um" = [1.5]\n'
+                                       '"geometry.carbon.radius_mean_um" = [0.5]\n"geometry.seed" = [4]\n'))
+    assert sweep.members[0].name == "sulfur.radius_mean_um-1.5__carbon.radius_mean_um-0.5__seed-4"
+
+
 def stand_in_slurm(folder):
     """sbatch that runs every array task of the script at once, one after the other, and srun that runs its command."""
     (folder / "sbatch").write_text("""#!/bin/bash
