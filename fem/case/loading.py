@@ -300,7 +300,8 @@ def _geometry_errors(g: GeometryConfig, need, errors: list[str]) -> None:
     need("geometry.carbon.length_um", g.carbon.length_um, g.carbon.length_um > 2 * g.carbon.radius_mean_um,
          "> 2 * geometry.carbon.radius_mean_um")
     need("geometry.mesh.mesher", g.mesh.mesher, g.mesh.mesher in ("occ", "cgal") and
-         (g.mesh.mesher == "occ" or g.dimension == 3), "'occ' or 'cgal' (cgal: 3D only)")
+         (g.mesh.mesher == "occ" or g.dimension == 3 or g.image.file is not None),
+         "'occ' or 'cgal' (cgal: 3D only)")
     need("geometry.mesh.voxel_um", g.mesh.voxel_um, g.mesh.voxel_um >= 0, ">= 0 (0: automatic)")
     need("geometry.carbon.segment_overlap", g.carbon.segment_overlap, 0 < g.carbon.segment_overlap < 1,
          "0 < value < 1")

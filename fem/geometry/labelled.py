@@ -31,7 +31,8 @@ SEPARATOR = 5  # label of the dense separator in the image given to CGAL: it mes
 
 
 def label_image(packing, voxel_um: float) -> tuple[np.ndarray, np.ndarray]:
-    """(labels (nx, ny, nz) uint8 cell tags at grid nodes, spacing (3,)) over the whole box."""
+    """(labels (nx, ny, nz) uint8 cell tags at grid nodes, spacing (3,)) over the whole box;
+    the separator's nodes carry SEPARATOR (meshed as SE)."""
     from fem.geometry.fibres import paint_cylinder
     from fem.geometry.percolation import VoxelGrid
 
@@ -49,9 +50,11 @@ def label_image(packing, voxel_um: float) -> tuple[np.ndarray, np.ndarray]:
             paint_cylinder(grid, p.start_um, p.end_um, p.radius_um, p.phase)
         else:
             grid.paint(p.center_um, p.radius_um, p.phase)
-    # particles live in the cathode layer only: the separator is dense SE
-    grid.codes[grid.axes_um[0] < packing.separator_um] = 0
-    return _CODE_TO_TAG[grid.codes], h
+    # particles live in the cathode layer only: the separator is dense SE, labelled apart so
+    # that CGAL meshes the plane x = s (where fem.studies.effective holds the potential)
+    labels = _CODE_TO_TAG[grid.codes]
+    labels[grid.axes_um[0] < packing.separator_um] = SEPARATOR
+    return labels, h
 
 
 @contextmanager
@@ -141,10 +144,10 @@ def mesh_labels(labels: np.ndarray, h, offset_um, packing, mesh, msh_path: Path,
     # CGAL numbers the subdomains 1, 2, ... in the order of the labels present, not by label
     cell_tag = np.unique(labels).astype(np.int64)[cell_tag - 1]
     points, tets, cell_tag = _compact(points, tets, cell_tag)
-    snapped = _snap_separator(points, tets, cell_tag, packing.separator_um)
     # snapping flattens the slivers CGAL leaves along the rounded box edges: drop the tets that
     # become flat or inverted (all their vertices are on the box) and snap again
     sign0 = np.sign(_tet_signed(points, tets))
+    snapped = _snap_separator(points, tets, cell_tag, packing.separator_um, 1e-6 * float(np.prod(h)))
     dropped = 0
     box = np.asarray(packing.box_um, float)
     for _ in range(6):
@@ -183,7 +186,7 @@ def mesh_labels(labels: np.ndarray, h, offset_um, packing, mesh, msh_path: Path,
     }
 
 
-def _snap_separator(points, tets, cell_tag, separator_um: float) -> float:
+def _snap_separator(points, tets, cell_tag, separator_um: float, min_volume: float) -> float:
     """Vertices of the faces between the SEPARATOR label and the layer moved onto x = separator_um
     (the plane that fem.studies.effective holds at zero potential); the separator becomes SE.
     Returns the largest move (um), 0 without a SEPARATOR label."""
@@ -196,10 +199,27 @@ def _snap_separator(points, tets, cell_tag, separator_um: float) -> float:
     n_sep = np.bincount(inverse.ravel(), weights=side, minlength=len(counts))
     mixed = (counts == 2) & (n_sep == 1)  # one side separator, the other not
     verts = np.unique(faces[mixed[inverse.ravel()]])
-    move = float(np.abs(points[verts, 0] - separator_um).max()) if len(verts) else 0.0
+    before = points[verts, 0].copy()
+    sign0 = np.sign(_tet_signed(points, tets))
     points[verts, 0] = separator_um
+    # a tet with all four vertices on the plane would become flat, and dropping it would open
+    # a crack whose faces read as boundary: such a tet keeps its vertex farthest from the plane
+    snapped = np.zeros(len(points), bool)
+    snapped[verts] = True
+    original = np.zeros(len(points))
+    original[verts] = before
+    for _ in range(20):
+        flat = np.nonzero(_tet_signed(points, tets) * sign0 <= min_volume)[0]
+        if not len(flat):
+            break
+        for t in flat:
+            v = tets[t][snapped[tets[t]]]
+            if len(v):
+                far = v[np.argmax(np.abs(original[v] - separator_um))]
+                points[far, 0], snapped[far] = original[far], False
     cell_tag[sep] = tags.SE
-    return move
+    moved = snapped[verts]
+    return float(np.abs(before[moved] - separator_um).max()) if moved.any() else 0.0
 
 
 def tet_quality(points, tets) -> dict:

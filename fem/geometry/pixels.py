@@ -158,7 +158,7 @@ def build_mesh_pixels(packing, msh_path: Path, smooth: bool = True) -> dict:
         "mesh_interface_areas_um2": {name: float(lengths[facet_tag == t].sum()) for name, t in tags.FACET_TAGS.items()},
         "cells": int(len(tris)),
         "vertices": int(len(points)),
-        "smoothing_reverted_vertices": int(reverted),
+        "smoothing_halved_moves": int(reverted),
         "quality": q,
         "seconds": time.perf_counter() - t0,
     }

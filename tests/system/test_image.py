@@ -78,6 +78,10 @@ def test_cylinder_pore_3d_through_cgal_within_1_percent(tmp_path):
     assert k.flux_balance_rel < 1e-8
     assert abs(report["mesh_volume_fractions"]["SE"] / eps - 1) < 0.02
     assert report["separator_plane_snap_um"] < 0.25  # within a voxel
+    faces = report["mesh_interface_areas_um2"]  # no crack inside the mesh reads as boundary
+    lx, w = packing.box_um[0], packing.box_um[1]
+    assert abs(faces["anode"] / w**2 - 1) < 0.03 and abs(faces["collector"] / w**2 - 1) < 0.03, faces
+    assert abs(faces["lateral"] / (4 * lx * w) - 1) < 0.05, faces
     assert set(np.unique(cell.facet_tags.values)) >= {tags.S_SE, tags.ANODE, tags.COLLECTOR, tags.LATERAL}
 
 
@@ -119,7 +123,7 @@ def test_short_discharge_on_the_example_image(tmp_path):
     cell = load_mesh(tmp_path / "mesh.msh", MPI.COMM_SELF)
     assert type(cell.packing).__name__ == "ImagePacking" and cell.dimension == 2
     assert cell.packing.box_um == pytest.approx((25.0, 12.0))
-    rows = [r for r in solution.rows if r["newton_iterations"] > 0]
+    rows = [r for r in solution.timeseries.rows if r["newton_iterations"] > 0]
     assert rows and abs(rows[-1]["t_s"] - 180.0) < 1e-6
     for r in rows:
         assert abs(r["I_reaction_mA_cm2"] - r["I_mA_cm2"]) <= 1e-6 * abs(r["I_mA_cm2"])
@@ -166,3 +170,24 @@ def test_voxel_reference_is_exact_on_layers():
     ser = np.ones((10, 4, 3))
     ser[2:5] = 0.1
     assert effective_conductivity(ser, 0.5) == pytest.approx(10 / (7 + 3 / 0.1), rel=1e-12)
+
+
+@pytest.mark.mpi
+def test_image_mesh_one_rank_equals_two(shared_tmp):
+    """The example image's mesh (its labels read on every rank): effective properties on
+    COMM_WORLD equal COMM_SELF."""
+
+    comm = MPI.COMM_WORLD
+    if comm.rank == 0:
+        geo = load_case(ROOT / "cases" / "image_quickstart.toml").geometry
+        build_mesh(generate_packing(geo), geo.mesh, shared_tmp / "image.msh")
+    comm.barrier()
+    r = effective_properties(load_mesh(shared_tmp / "image.msh", comm), Case(), comm)
+    if comm.size > 1:
+        serial = effective_properties(load_mesh(shared_tmp / "image.msh", MPI.COMM_SELF), Case(), MPI.COMM_SELF)
+        tol = 10 * max(r["solver"]["flux_balance_rel"], serial["solver"]["flux_balance_rel"], 1e-9)
+        for key in ("kappa_eff_over_bulk_SE", "sigma_eff_over_bulk_C"):
+            assert r[key] == pytest.approx(serial[key], rel=tol), key
+        assert r["connected_sulfur_fraction"] == pytest.approx(serial["connected_sulfur_fraction"], rel=1e-12)
+    assert 0 < r["kappa_eff_over_bulk_SE"] < r["volume_fractions"]["SE"]
+    assert abs(r["connected_sulfur_fraction"] - r["connected_sulfur_fraction_voxel"]) < 0.02
