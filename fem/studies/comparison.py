@@ -4,7 +4,9 @@ A comparison file is an ordinary case file plus a [comparison] table listing the
 Each catalyst runs as its own case (kinetics.catalyst replaced, cycles in voltage_cycles
 simulated in full) into <out>/<catalyst>/; a failing run is recorded and the others go on.
 Resumed, each run continues from its own checkpoint, so finished catalysts are not run again.
-<out> gets comparison.csv (COLUMNS), comparison.json and the figures
+Ea and R_ct are those of activation_energy.csv (at long_cycling.activation_soc, R_ct at the case
+temperature) after the first and the last simulated cycle. <out> gets comparison.csv (COLUMNS),
+comparison.json and the figures
 comparison_retention.png, comparison_voltage.png and comparison_Ea.png.
 """
 
@@ -21,7 +23,8 @@ from fem.case import Case
 
 COLUMNS = ["catalyst", "status", "capacity_cycle_1_mAh_gS", "capacity_cycle_10_mAh_gS", "capacity_last_mAh_gS",
            "retention", "mean_discharge_voltage_cycle_1_V", "mean_discharge_voltage_last_V", "Ea_first_kJ_mol",
-           "Ea_last_kJ_mol", "catalyst_activity_last", "simulated_cycles", "wall_time_s", "error"]
+           "Ea_last_kJ_mol", "R_ct_first_ohm_cm2", "R_ct_last_ohm_cm2", "catalyst_activity_last", "simulated_cycles",
+           "wall_time_s", "error"]
 
 
 def catalyst_case(case: Case, catalyst: str) -> Case:
@@ -60,6 +63,8 @@ def run_comparison(case: Case, out_dir: Path, comm, resume: bool = False) -> lis
                        mean_discharge_voltage_last_V=cycles[-1]["mean_discharge_voltage_V"],
                        Ea_first_kJ_mol=ea[0]["Ea_kJ_mol"] if ea else None,
                        Ea_last_kJ_mol=ea[-1]["Ea_kJ_mol"] if ea else None,
+                       R_ct_first_ohm_cm2=ea[0]["R_ct_ohm_cm2"] if ea else None,
+                       R_ct_last_ohm_cm2=ea[-1]["R_ct_ohm_cm2"] if ea else None,
                        catalyst_activity_last=cycles[-1]["catalyst_activity"],
                        simulated_cycles=summary["simulated_cycles"],
                        # includes the time before a resume
