@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dolfinx.fem
 import numpy as np
 
 from fem.case.steps import Step
@@ -134,18 +135,34 @@ def measure_at_soc(problem, temperatures_C, activity: float, soc: float, rest_s:
     """`measure` at state of charge `soc` (module docstring), from the rested end of a cycle whose
     time-series rows are cycle_rows; the state of the cycle's end is restored afterwards.
     With no discharge capacity the SOC is undefined (NaN) and the end state is measured."""
-    saved = [problem.u.x.array.copy(), problem.u_n.x.array.copy(), problem._u_nm1.copy()]
-    T0 = problem.temperature_C
+    arrays, constants = _state(problem)
+    saved = [a.copy() for a in arrays], [np.copy(c.value) for c in constants]
     try:
         achieved = _bring_to_soc(problem, soc, rest_s, cycle_rows, discharge_capacity_mAh_cm2)
         row = {"state_of_charge": achieved, "mean_x": problem.measure().mean_x,
                **measure(problem, temperatures_C, activity)}
     finally:
-        for array, values in zip((problem.u.x.array, problem.u_n.x.array, problem._u_nm1), saved):
+        for array, values in zip(arrays, saved[0]):
             array[:] = values
-        problem.set_temperature(T0, activity)
-        problem.set_current(0.0)
+        for constant, value in zip(constants, saved[1]):
+            constant.value = value
+        problem.set_current(0.0)  # as after `measure`: the next step sets its own control
     return row
+
+
+def _state(problem) -> tuple[list, list]:
+    """Every array and constant the problem's state lives in: the values of its Functions (u,
+    u_n and any interface field), its numpy arrays (the predictor's history) and its constants
+    (controls, temperature): what the SOC move changes and `measure_at_soc` restores."""
+    arrays, constants = [], []
+    for value in vars(problem).values():
+        if isinstance(value, np.ndarray):
+            arrays.append(value)
+        elif isinstance(value, dolfinx.fem.Function):
+            arrays.append(value.x.array)
+        elif isinstance(value, dolfinx.fem.Constant):
+            constants.append(value)
+    return arrays, constants
 
 
 def _bring_to_soc(problem, soc: float, rest_s: float, cycle_rows: list[dict], Q_d_mAh_cm2: float) -> float:

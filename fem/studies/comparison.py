@@ -4,7 +4,9 @@ A comparison file is an ordinary case file plus a [comparison] table listing the
 Each catalyst runs as its own case (kinetics.catalyst replaced, cycles in voltage_cycles
 simulated in full) into <out>/<catalyst>/; a failing run is recorded and the others go on.
 Resumed, each run continues from its own checkpoint, so finished catalysts are not run again.
-<out> gets comparison.csv (COLUMNS), comparison.json and the figures
+Ea and R_ct are those of activation_energy.csv (at long_cycling.activation_soc, R_ct at the case
+temperature) after the first and the last simulated cycle. <out> gets comparison.csv (COLUMNS),
+comparison.json and the figures
 comparison_retention.png, comparison_voltage.png and comparison_Ea.png.
 """
 
@@ -24,7 +26,8 @@ METRICS = [("capacity_cycle_1_mAh_gS", "mAh/gS cycle 1", ".0f"), ("capacity_cycl
            ("capacity_last_mAh_gS", "last", ".0f"), ("retention", "retention", ".4f"),
            ("mean_discharge_voltage_cycle_1_V", "mean discharge V cycle 1", ".4f"),
            ("mean_discharge_voltage_last_V", "last", ".4f"), ("Ea_first_kJ_mol", "Ea kJ/mol first", ".1f"),
-           ("Ea_last_kJ_mol", "last", ".1f"), ("catalyst_activity_last", "activity last", ".3f")]
+           ("Ea_last_kJ_mol", "last", ".1f"), ("R_ct_first_ohm_cm2", "R_ct ohm cm2 first", ".1f"),
+           ("R_ct_last_ohm_cm2", "last", ".1f"), ("catalyst_activity_last", "activity last", ".3f")]
 METRIC_COLUMNS = [m[0] for m in METRICS] + ["simulated_cycles", "wall_time_s"]
 COLUMNS = ["catalyst", "status", *METRIC_COLUMNS, "error"]
 
@@ -65,6 +68,8 @@ def run_metrics(folder: Path) -> dict:
                 mean_discharge_voltage_last_V=cycles[-1]["mean_discharge_voltage_V"],
                 Ea_first_kJ_mol=ea[0]["Ea_kJ_mol"] if ea else None,
                 Ea_last_kJ_mol=ea[-1]["Ea_kJ_mol"] if ea else None,
+                R_ct_first_ohm_cm2=ea[0]["R_ct_ohm_cm2"] if ea else None,
+                R_ct_last_ohm_cm2=ea[-1]["R_ct_ohm_cm2"] if ea else None,
                 catalyst_activity_last=cycles[-1]["catalyst_activity"],
                 simulated_cycles=summary["simulated_cycles"],
                 wall_time_s=summary["wall_time_s"])  # includes the time before a resume
