@@ -26,8 +26,8 @@ def layer_case(x0: float = 0.01, **layer):
     return replace(case, product_layer=replace(case.product_layer, **layer))
 
 
-def problem_for(case, k_ox_ref_per_s: float = 0.0) -> CellProblem:
-    cell = load_mesh(case.geometry.mesh_file, MPI.COMM_WORLD)
+def problem_for(case, k_ox_ref_per_s: float = 0.0, comm=MPI.COMM_WORLD) -> CellProblem:
+    cell = load_mesh(case.geometry.mesh_file, comm)
     catalyst = replace(load_library()[case.kinetics.catalyst], k_ox_ref_per_s=k_ox_ref_per_s)
     return CellProblem(cell, case, catalyst, lambda F_, J, u, bcs, c: NewtonSolver(F_, J, u, bcs, c, case.solver))
 
@@ -60,6 +60,14 @@ def global_min(values: np.ndarray) -> float:
     return MPI.COMM_WORLD.allreduce(float(values.min(initial=np.inf)), op=MPI.MIN)
 
 
+def discharge_then_charge(comm=MPI.COMM_WORLD):
+    problem = problem_for(layer_case(enabled=True, psi=0.3, sigma_L_S_m=1e-6), k_ox_ref_per_s=1e-2, comm=comm)
+    discharge = steps(problem, I_APP, 4)
+    grown = problem.layer.mean_live_nm()
+    charge = steps(problem, -I_APP, 4)
+    return problem, discharge, charge, grown
+
+
 @pytest.mark.mpi
 def test_layer_with_psi_zero_and_no_thickness_is_todays_model():
     """enabled, psi = 0, delta0 = 0: the drop eta_L stays 0 and V(t) equals the model without
@@ -78,12 +86,9 @@ def test_layer_with_psi_zero_and_no_thickness_is_todays_model():
 @pytest.mark.mpi
 def test_charge_balance_includes_the_layer_storage():
     """I = I_storage + I_layer to 1e-6 relative on a discharge that grows the layer and a
-    charge that converts it; delta >= 0 everywhere."""
-    problem = problem_for(layer_case(enabled=True, psi=0.3, sigma_L_S_m=1e-6), k_ox_ref_per_s=1e-2)
-    discharge = steps(problem, I_APP, 4)
+    charge that converts it; delta >= 0 everywhere; on 2 ranks V and the layer equal 1 rank's."""
+    problem, discharge, charge, grown = discharge_then_charge()
     assert all(m.I_layer_A_m2 > 0.2 * I_APP for m in discharge)  # the layer takes ~psi of the current
-    grown = problem.layer.mean_live_nm()
-    charge = steps(problem, -I_APP, 4)
     assert all(m.I_layer_A_m2 < 0 for m in charge)  # converted back on charge
     assert problem.layer.mean_live_nm() < grown
     for m in discharge + charge:
@@ -91,6 +96,17 @@ def test_charge_balance_includes_the_layer_storage():
         # without the layer's storage the balance would be off by the layer's current
         assert abs(m.I_storage_A_m2 - m.I_A_m2) > 0.05 * abs(m.I_A_m2)
     assert global_min(live_delta(problem)) >= 0.0
+    comm = MPI.COMM_WORLD
+    if comm.size == 1:
+        return
+    same = True
+    if comm.rank == 0:
+        serial, d1, c1, _ = discharge_then_charge(MPI.COMM_SELF)
+        same = max(abs(a.V - b.V) for a, b in zip(discharge + charge, d1 + c1)) < 1e-9
+        same &= abs(serial.layer.mean_live_nm() - problem.layer.mean_live_nm()) < 1e-9
+    else:
+        problem.layer.mean_live_nm()  # rank 0's mean_live_nm above is collective
+    assert comm.bcast(same, root=0)
 
 
 @pytest.mark.mpi
