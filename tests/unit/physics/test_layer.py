@@ -148,3 +148,39 @@ def test_isolate_moves_live_layer_to_dead_and_raises_the_voltage_loss():
     assert V[1] < V[0] - 1e-3
     with pytest.raises(ValueError):
         problem.layer.delta_dead_nm = -1.0
+
+
+def test_interface_fields_live_on_the_S_SE_vertices_and_the_vertex_rule_lumps():
+    """eta_L and delta are active exactly at the vertices of S|SE facets, the fieldsplit index
+    sets cover every owned dof once, and the custom vertex rule makes the S|SE mass matrix
+    diagonal with the exact row sums (what the delta >= 0 argument needs)."""
+    import ufl
+    from dolfinx import fem
+
+    from fem import compat, tags
+    from fem.physics.layer import vertex_rule
+    from fem.physics.spaces import build_spaces, dof_counts, field_index_sets
+
+    cell = load_mesh(layer_case().geometry.mesh_file, MPI.COMM_SELF)
+    mesh, ft = cell.mesh, cell.facet_tags
+    spaces = build_spaces(mesh, cell.cell_tags, ft, layer=True)
+    mesh.topology.create_connectivity(mesh.topology.dim - 1, 0)
+    f2v = mesh.topology.connectivity(mesh.topology.dim - 1, 0)
+    vertices = np.unique(np.concatenate([f2v.links(f) for f in ft.indices[ft.values == tags.S_SE]]))
+    for field in (3, 4):
+        assert np.count_nonzero(spaces.active[field]) == len(vertices) > 50
+    splits = field_index_sets(spaces)
+    assert {n: len(splits[n]) for n in ("eta_L", "delta")} == {"eta_L": len(vertices), "delta": len(vertices)}
+    every = np.sort(np.concatenate(list(splits.values())))
+    assert np.array_equal(every, np.arange(compat.num_dofs_global(spaces.V)))
+    solved, total = dof_counts(spaces, MPI.COMM_SELF)
+    assert solved == sum(np.count_nonzero(a) for a in spaces.active)
+    W = compat.scalar_space(mesh)
+    u, v = ufl.TrialFunction(W), ufl.TestFunction(W)
+    dS_v = ufl.Measure("dS", domain=mesh, subdomain_data=ft, metadata=vertex_rule(mesh.topology.dim))(tags.S_SE)
+    dS = ufl.Measure("dS", domain=mesh, subdomain_data=ft)(tags.S_SE)
+    M = fem.assemble_matrix(fem.form(u("+") * v("+") * dS_v)).to_dense()
+    exact_rows = fem.assemble_vector(fem.form(v("+") * dS)).array
+    assert np.abs(M - np.diag(np.diag(M))).max() == 0.0
+    assert np.allclose(M.sum(axis=1), exact_rows, rtol=1e-12, atol=1e-14)
+    assert exact_rows.sum() > 0
