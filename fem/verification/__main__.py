@@ -38,7 +38,7 @@ TEXTS = {
         "(several RT/F: the Butler–Volmer term is strongly nonlinear). Errors are measured on each "
         "field's active phases; h_eff = (|cell| / number of cells)^(1/d). Expected P1 rates: 2 in L2, "
         "1 in H1; pass when the least-squares rate over all meshes lies in [1.8, 2.3] (L2) and "
-        "[0.85, 1.3] (H1). With the Li2S product layer (MODEL.md 6b; 2D, galvanostatic) the interface fields "
+        "[0.85, 1.3] (H1). With the Li2S product layer (MODEL.md 6b; 2D and 3D, galvanostatic) the interface fields "
         "η_L = 0.02 sin(0.6x+0.2) cos(0.4y+0.3z) V (the layer's ohmic drop) and δ = 2 + 0.8 sin(0.5y+0.3−0.2z) "
         "cos(0.7x) nm are manufactured too: Butler–Volmer at ξ = η − η_L, the relation η_L = i R_L, the growth "
         "law 2 F c_L ∂δ/∂t = ψ[−i]₊ − i_L and the lithiation flux i + ψ[−i]₊ − i_L leave sources on S|SE "
@@ -75,7 +75,8 @@ TEXTS = {
     "parallel": (
         "`mpirun -n k python -m fem.verification.parallel` for k = 1, 2, 3 (oversubscribed on this "
         "machine): a 20 min discharge, 5 min rest and 10 min charge at 1 mA/cm² of the reference cell "
-        "meshes/tiny_2d.msh, one 2D MMS solve (h = 0.25 µm), and the effective properties of the "
+        "meshes/tiny_2d.msh, one 2D MMS solve (h = 0.25 µm) without and one with the product layer, and the "
+        "effective properties of the "
         f"reference cell. Pass: the same time steps, |ΔV| ≤ {parallel.TOL_V:g} V and MMS errors and "
         f"effective properties equal to {parallel.TOL_REL:g} (relative)."),
 }
@@ -107,7 +108,8 @@ def main(argv=None) -> int:
         return value
 
     studies = {"2d": (2, "galvanostatic", False), "3d": (3, "galvanostatic", False),
-               "2d_potentiostatic": (2, "potentiostatic", False), "2d_layer": (2, "galvanostatic", True)}
+               "2d_potentiostatic": (2, "potentiostatic", False), "2d_layer": (2, "galvanostatic", True),
+               "3d_layer": (3, "galvanostatic", True)}
     data = {"mms": {key: stage(f"MMS {key}", lambda d=d, a=a, lay=lay: mms.run_mms(d, work, comm=comm, anode=a,
                                                                                  layer=lay))
                     for key, (d, a, lay) in studies.items()}}

@@ -26,8 +26,8 @@ def layer_case(x0: float = 0.01, **layer):
     return replace(case, product_layer=replace(case.product_layer, **layer))
 
 
-def problem_for(case, k_ox_ref_per_s: float = 0.0) -> CellProblem:
-    cell = load_mesh(case.geometry.mesh_file, MPI.COMM_WORLD)
+def problem_for(case, k_ox_ref_per_s: float = 0.0, comm=MPI.COMM_WORLD) -> CellProblem:
+    cell = load_mesh(case.geometry.mesh_file, comm)
     catalyst = replace(load_library()[case.kinetics.catalyst], k_ox_ref_per_s=k_ox_ref_per_s)
     return CellProblem(cell, case, catalyst, lambda F_, J, u, bcs, c: NewtonSolver(F_, J, u, bcs, c, case.solver))
 
@@ -60,6 +60,14 @@ def global_min(values: np.ndarray) -> float:
     return MPI.COMM_WORLD.allreduce(float(values.min(initial=np.inf)), op=MPI.MIN)
 
 
+def discharge_then_charge(comm=MPI.COMM_WORLD):
+    problem = problem_for(layer_case(enabled=True, psi=0.3, sigma_L_S_m=1e-6), k_ox_ref_per_s=1e-2, comm=comm)
+    discharge = steps(problem, I_APP, 4)
+    grown = problem.layer.mean_live_nm()
+    charge = steps(problem, -I_APP, 4)
+    return problem, discharge, charge, grown
+
+
 @pytest.mark.mpi
 def test_layer_with_psi_zero_and_no_thickness_is_todays_model():
     """enabled, psi = 0, delta0 = 0: the drop eta_L stays 0 and V(t) equals the model without
@@ -78,12 +86,9 @@ def test_layer_with_psi_zero_and_no_thickness_is_todays_model():
 @pytest.mark.mpi
 def test_charge_balance_includes_the_layer_storage():
     """I = I_storage + I_layer to 1e-6 relative on a discharge that grows the layer and a
-    charge that converts it; delta >= 0 everywhere."""
-    problem = problem_for(layer_case(enabled=True, psi=0.3, sigma_L_S_m=1e-6), k_ox_ref_per_s=1e-2)
-    discharge = steps(problem, I_APP, 4)
+    charge that converts it; delta >= 0 everywhere; on 2 ranks V and the layer equal 1 rank's."""
+    problem, discharge, charge, grown = discharge_then_charge()
     assert all(m.I_layer_A_m2 > 0.2 * I_APP for m in discharge)  # the layer takes ~psi of the current
-    grown = problem.layer.mean_live_nm()
-    charge = steps(problem, -I_APP, 4)
     assert all(m.I_layer_A_m2 < 0 for m in charge)  # converted back on charge
     assert problem.layer.mean_live_nm() < grown
     for m in discharge + charge:
@@ -91,6 +96,17 @@ def test_charge_balance_includes_the_layer_storage():
         # without the layer's storage the balance would be off by the layer's current
         assert abs(m.I_storage_A_m2 - m.I_A_m2) > 0.05 * abs(m.I_A_m2)
     assert global_min(live_delta(problem)) >= 0.0
+    comm = MPI.COMM_WORLD
+    if comm.size == 1:
+        return
+    same = True
+    if comm.rank == 0:
+        serial, d1, c1, _ = discharge_then_charge(MPI.COMM_SELF)
+        same = max(abs(a.V - b.V) for a, b in zip(discharge + charge, d1 + c1)) < 1e-9
+        same &= abs(serial.layer.mean_live_nm() - problem.layer.mean_live_nm()) < 1e-9
+    else:
+        problem.layer.mean_live_nm()  # rank 0's mean_live_nm above is collective
+    assert comm.bcast(same, root=0)
 
 
 @pytest.mark.mpi
@@ -132,3 +148,39 @@ def test_isolate_moves_live_layer_to_dead_and_raises_the_voltage_loss():
     assert V[1] < V[0] - 1e-3
     with pytest.raises(ValueError):
         problem.layer.delta_dead_nm = -1.0
+
+
+def test_interface_fields_live_on_the_S_SE_vertices_and_the_vertex_rule_lumps():
+    """eta_L and delta are active exactly at the vertices of S|SE facets, the fieldsplit index
+    sets cover every owned dof once, and the custom vertex rule makes the S|SE mass matrix
+    diagonal with the exact row sums (what the delta >= 0 argument needs)."""
+    import ufl
+    from dolfinx import fem
+
+    from fem import compat, tags
+    from fem.physics.layer import vertex_rule
+    from fem.physics.spaces import build_spaces, dof_counts, field_index_sets
+
+    cell = load_mesh(layer_case().geometry.mesh_file, MPI.COMM_SELF)
+    mesh, ft = cell.mesh, cell.facet_tags
+    spaces = build_spaces(mesh, cell.cell_tags, ft, layer=True)
+    mesh.topology.create_connectivity(mesh.topology.dim - 1, 0)
+    f2v = mesh.topology.connectivity(mesh.topology.dim - 1, 0)
+    vertices = np.unique(np.concatenate([f2v.links(f) for f in ft.indices[ft.values == tags.S_SE]]))
+    for field in (3, 4):
+        assert np.count_nonzero(spaces.active[field]) == len(vertices) > 50
+    splits = field_index_sets(spaces)
+    assert {n: len(splits[n]) for n in ("eta_L", "delta")} == {"eta_L": len(vertices), "delta": len(vertices)}
+    every = np.sort(np.concatenate(list(splits.values())))
+    assert np.array_equal(every, np.arange(compat.num_dofs_global(spaces.V)))
+    solved, total = dof_counts(spaces, MPI.COMM_SELF)
+    assert solved == sum(np.count_nonzero(a) for a in spaces.active)
+    W = compat.scalar_space(mesh)
+    u, v = ufl.TrialFunction(W), ufl.TestFunction(W)
+    dS_v = ufl.Measure("dS", domain=mesh, subdomain_data=ft, metadata=vertex_rule(mesh.topology.dim))(tags.S_SE)
+    dS = ufl.Measure("dS", domain=mesh, subdomain_data=ft)(tags.S_SE)
+    M = fem.assemble_matrix(fem.form(u("+") * v("+") * dS_v)).to_dense()
+    exact_rows = fem.assemble_vector(fem.form(v("+") * dS)).array
+    assert np.abs(M - np.diag(np.diag(M))).max() == 0.0
+    assert np.allclose(M.sum(axis=1), exact_rows, rtol=1e-12, atol=1e-14)
+    assert exact_rows.sum() > 0
