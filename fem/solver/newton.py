@@ -152,7 +152,11 @@ class NewtonSolver:
         """Newton from u; full steps failing, once more from u with the fallback line search."""
         start = self.u.x.array.copy()  # the iterates pass through u
         reason, iterations = self._solve_from_u()
-        if reason < 0 and reason != PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE:
+        if reason < 0:
+            # a full step that overshoots can make the next Jacobian non-finite (LU fails):
+            # that start is retried with the line search too
+            if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE:
+                self._reset_factorisation()
             self.u.x.array[:] = start
             options, key = PETSc.Options(), self.snes.getOptionsPrefix() + "snes_linesearch_type"
             first = options.getString(key, "basic")
