@@ -95,7 +95,11 @@ def zero_bc(dofs: np.ndarray, subspace) -> fem.DirichletBCMetaClass:
 
 
 def form(expr):
-    return fem.form(expr)
+    """The compiled form; its UFL form stays reachable as .ufl_form (the Jacobian's
+    structural sparsity is read from it, fem.solver.sparsity)."""
+    compiled = fem.form(expr)
+    compiled.ufl_form = expr
+    return compiled
 
 
 def create_vector(F_form):
@@ -104,6 +108,78 @@ def create_vector(F_form):
 
 def create_matrix(J_form):
     return fem_petsc.create_matrix(J_form)
+
+
+def integration_cells(a_form) -> dict[tuple[str, int], np.ndarray]:
+    """Local cells each integral of a compiled form runs over, by (integral type, subdomain id):
+    an (entities, cells per entity) array, two cells per interior facet."""
+    out = {}
+    for kind, per_entity in (("cell", 1), ("exterior_facet", 1), ("interior_facet", 2)):
+        itype = getattr(fem.IntegralType, kind)
+        for i in a_form.integral_ids(itype):
+            entities = np.asarray(a_form.domains(itype, i))
+            if kind == "cell":
+                cells = entities.reshape(-1, 1)
+            else:  # (cell, local facet) per side
+                cells = entities.reshape(-1, per_entity, 2)[:, :, 0]
+            out[(kind, i)] = cells.astype(np.int32)
+    return out
+
+
+def subspace_cell_dofs(V, i: int) -> np.ndarray:
+    """(local cells, dofs per cell) local dof indices, in V's numbering, of V's i-th subspace."""
+    dm = V.sub(i).dofmap
+    return dm.list.array.reshape(-1, dm.dof_layout.num_dofs * dm.bs).astype(np.int32)
+
+
+def num_sub_spaces(V) -> int:
+    return V.num_sub_spaces
+
+
+def bc_dof_marker(V, bcs) -> np.ndarray:
+    """True at V's local dofs (owned and ghost) that a Dirichlet condition of bcs fixes."""
+    marker = np.zeros(len(function_array(V)), dtype=bool)
+    for bc in bcs:
+        marker[bc.dof_indices()[0]] = True
+    return marker
+
+
+def duplicate_pattern(A) -> PETSc.Mat:
+    """A matrix with A's layout and non-zero pattern (zeros), dropping new insertions too."""
+    B = A.duplicate(copy=False)
+    B.setLGMap(*A.getLGMap())
+    B.setOption(PETSc.Mat.Option.NEW_NONZERO_LOCATIONS, False)
+    return B
+
+
+def matrix_from_pattern(V, insert_blocks, rows_diagonal: np.ndarray) -> PETSc.Mat:
+    """An AIJ matrix on V x V holding only the given entries (zeros): insert_blocks(insert)
+    calls insert(rows, cols) with local dof arrays (dense blocks), rows_diagonal gets its
+    diagonal. Later insertions outside the pattern are dropped (MAT_NEW_NONZERO_LOCATIONS
+    false): PETSc's preallocation alone fixes no pattern, so the entries are set here."""
+    from dolfinx.cpp.la import SparsityPattern
+
+    comm = V.mesh.comm
+    im, bs = V.dofmap.index_map, V.dofmap.index_map_bs
+    if bs != 1:
+        raise NotImplementedError("a pruned sparsity needs a space with index map block size 1")
+    pattern = SparsityPattern(comm, [im, im], [bs, bs])
+    insert_blocks(pattern.insert)
+    pattern.insert_diagonal(np.asarray(rows_diagonal, dtype=np.int32))
+    pattern.assemble()
+    graph = pattern.graph
+    n, N = im.size_local, im.size_global
+    offsets = np.asarray(graph.offsets, dtype=np.int64)[:n + 1]  # the owned rows
+    local_cols = np.asarray(graph.array, dtype=np.int32)[:offsets[-1]]
+    cols = pattern.column_index_map().local_to_global(local_cols)
+    rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    cols = cols[np.lexsort((cols, rows))].astype(PETSc.IntType)  # sorted within each row
+    A = PETSc.Mat().createAIJ(((n, N), (n, N)), csr=(offsets.astype(PETSc.IntType), cols), comm=comm)
+    local_to_global = im.local_to_global(np.arange(im.size_local + im.num_ghosts, dtype=np.int32))
+    lgmap = PETSc.LGMap().create(local_to_global.astype(PETSc.IntType), comm=comm)
+    A.setLGMap(lgmap, lgmap)
+    A.setOption(PETSc.Mat.Option.NEW_NONZERO_LOCATIONS, False)
+    return A
 
 
 def set_bc_values(x, bcs) -> None:

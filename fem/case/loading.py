@@ -40,13 +40,16 @@ MATERIAL_RANGES = {  # name -> (low, high, unit)
     "sigma_C_S_m": (1e-6, 1e8, "S/m"), "sigma_S_S_m": (1e-12, 1e8, "S/m"),
     "D_S_m2_s": (1e-25, 1e-6, "m2/s"), "density_S_g_cm3": (0.1, 25.0, "g/cm3"),
     "density_SE_g_cm3": (0.1, 25.0, "g/cm3"), "density_C_g_cm3": (0.1, 25.0, "g/cm3"),
+    "sigma_S_exponent": (-10.0, 10.0, "exponent of (1 - x)"), "D_S_exponent": (-10.0, 10.0, "exponent of (1 - x)"),
 }
+LITHIATION_LAWS = ("constant", "power", "table")
 
 _PETSC_KEY = re.compile(r"[a-z][a-z0-9_]*")
 
 _NOT_IN_FILE = {"base_dir"}  # set by load_case, not by the user
 # units live in key names; a suggested key with one of these suffixes says which unit it expects
-_UNIT_SUFFIXES = {"_m2_s": "m2/s", "_g_cm3": "g/cm3", "_A_m2": "A/m2", "_S_m": "S/m", "_eV": "eV",
+_UNIT_SUFFIXES = {"_m2_s": "m2/s", "_mol_m3": "mol/m3", "_nm": "nm", "_per_s": "1/s",
+                  "_g_cm3": "g/cm3", "_A_m2": "A/m2", "_S_m": "S/m", "_eV": "eV",
                   "_kJ_mol": "kJ/mol", "_um": "um", "_V": "V", "_C": "degC", "_s": "s"}
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
                Path: "a file path (string)"}
@@ -156,10 +159,10 @@ def _range_errors(case: Case) -> list[str]:
             path = value if value.is_absolute() else case.base_dir / value
             if not path.is_file() and not (key == "geometry.image.file" and path.is_dir()):  # a TIFF stack folder
                 errors.append(f"{key}: file not found: {path}")
-    for f in fields(case.materials):
-        value = getattr(case.materials, f.name)
-        lo, hi, unit = MATERIAL_RANGES[f.name]
-        need(f"materials.{f.name}", value, lo <= value <= hi, f"{lo:g} <= value <= {hi:g} ({unit})")
+    for name, (lo, hi, unit) in MATERIAL_RANGES.items():
+        value = getattr(case.materials, name)
+        need(f"materials.{name}", value, lo <= value <= hi, f"{lo:g} <= value <= {hi:g} ({unit})")
+    _lithiation_law_errors(case, need, errors)
 
     _geometry_errors(case.geometry, need, errors)
     c, k, a, s, o = case.conditions, case.kinetics, case.anode, case.solver, case.output
@@ -175,6 +178,8 @@ def _range_errors(case: Case) -> list[str]:
     need("anode.alpha", a.alpha, 0 < a.alpha < 1, "0 < value < 1")
     need("anode.i0_an_A_m2", a.i0_an_A_m2, 0 < a.i0_an_A_m2 <= 1e6, "0 < value <= 1e6 (A/m2)")
     need("anode.U_an_V", a.U_an_V, 0 <= a.U_an_V <= 3, "0 <= value <= 3 (V vs Li/Li+)")
+    need("anode.Ea_an_kJ_mol", a.Ea_an_kJ_mol, 0 <= a.Ea_an_kJ_mol <= 300, "0 <= value <= 300 (kJ/mol)")
+    need("anode.T_ref_C", a.T_ref_C, -50 < a.T_ref_C < 150, "-50 < value < 150 (degC)")
     g = case.geometry
     need("geometry.seed", g.seed, 0 <= g.seed < 2**32, "0 <= value < 2^32")
     need("conditions.temperature_C", c.temperature_C, -50 < c.temperature_C < 150, "-50 < value < 150 (degC)")
@@ -205,7 +210,20 @@ def _range_errors(case: Case) -> list[str]:
     _catalyst_errors(case, errors)
     _protocol_errors(case, need, errors)
     _ageing_errors(case, need)
+    _layer_errors(case, need)
     return errors
+
+
+def _layer_errors(case: Case, need) -> None:
+    """[product_layer] (MODEL.md section 6b): the ranges of the model."""
+    pl = case.product_layer
+    need("product_layer.sigma_L_S_m", pl.sigma_L_S_m, 1e-9 <= pl.sigma_L_S_m <= 1e-6,
+         "1e-9 <= value <= 1e-6 (S/m, effective layer conductivity)")
+    need("product_layer.psi", pl.psi, 0 <= pl.psi <= 1, "0 <= value <= 1 (fraction of the discharge product)")
+    need("product_layer.c_L_mol_m3", pl.c_L_mol_m3, 1e3 <= pl.c_L_mol_m3 <= 1e6,
+         "1e3 <= value <= 1e6 (mol/m3; Li2S: 3.61e4)")
+    need("product_layer.initial_delta_nm", pl.initial_delta_nm, 0 <= pl.initial_delta_nm <= 1e4,
+         "0 <= value <= 1e4 (nm)")
 
 
 def _ageing_errors(case: Case, need) -> None:
@@ -235,6 +253,31 @@ def _ageing_errors(case: Case, need) -> None:
     need("long_cycling.activation_temperatures_C", temps,
          len(set(temps)) >= 2 and all(-50 < t < 150 for t in temps),
          "at least two different temperatures in (-50, 150) degC")
+    need("long_cycling.activation_soc", lc.activation_soc, 0 < lc.activation_soc <= 1,
+         "0 < value <= 1 (fraction of the cycle's discharge capacity left)")
+    need("long_cycling.activation_rest_s", lc.activation_rest_s, 0 <= lc.activation_rest_s <= MAX_DURATION_S,
+         f"0 <= value <= {MAX_DURATION_S:g} s")
+
+
+def _lithiation_law_errors(case: Case, need, errors: list[str]) -> None:
+    """sigma_S(x), D_S(x): a known law, and a readable table exactly when the law is 'table'."""
+    from fem.case.tables import read_factor_table  # numpy: not at `import fem`
+    m = case.materials
+    for prop in ("sigma_S", "D_S"):
+        law, table = getattr(m, f"{prop}_law"), getattr(m, f"{prop}_table_file")
+        need(f"materials.{prop}_law", law, law in LITHIATION_LAWS,
+             f"'constant', 'power' ((1 - x)^materials.{prop}_exponent) or 'table' (materials.{prop}_table_file)")
+        if law == "table" and table is None:
+            errors.append(f"materials.{prop}_law = 'table' needs materials.{prop}_table_file "
+                          "(a CSV with header x,factor)")
+        elif table is not None and law != "table":
+            errors.append(f"materials.{prop}_table_file is given but materials.{prop}_law = {law!r}; "
+                          f"set materials.{prop}_law = 'table' to use it")
+        elif table is not None and (table if table.is_absolute() else case.base_dir / table).is_file():
+            try:  # (a missing file is reported with the other paths)
+                read_factor_table(table if table.is_absolute() else case.base_dir / table)
+            except ValueError as err:
+                errors.append(f"materials.{prop}_table_file: {err}")
 
 
 def _geometry_errors(g: GeometryConfig, need, errors: list[str]) -> None:
