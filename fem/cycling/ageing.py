@@ -18,8 +18,9 @@ far below the accuracy of a cycle, so they are frozen during it and advanced at 
   (Paris-type) law lambda_c ~ G^(p/2) gives the two factors: coarser S (smaller a_S) loses its
   contact faster, and the exponent of the strain is that of DoD in the earlier law
   df_c/dn = -k_contact DoD^p f_c. k_contact keeps its meaning: the loss per cycle at DoD = 1 of
-  a microstructure with a_S = a_ref (1 um^-1; the 2D reference mesh has 1.12 um^-1, so its
-  loss is 0.89 of the earlier law's at p = 2); DoD = 0 loses nothing;
+  a microstructure with a_S = a_ref (1 um^-1; the 2D reference mesh has 1.12 um^-1: at p = 2
+  its loss is 0.89 of the earlier law's at DoD = 1 and 1.04 of it at DoD = 0.57, where the
+  finite strain outweighs); DoD = 0 loses nothing;
 * active sulfur fraction s: a fraction k_sulfur_loss DoD of the active S becomes inert per
   cycle, s -> s exp(-k_sulfur_loss DoD);
 * dead Li2S layer delta_dead (nm, MODEL.md section 6b, LAYER_SPEC.md): at the end of each

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from support import small_case
 
+from fem.case import Case
 from fem.outputs.tables import read_csv_rows
 from fem.simulation import run
 
@@ -80,3 +81,31 @@ def test_activation_energy_and_restart(shared_tmp):
     assert len(ts_a) == len(ts_b)
     assert max(abs(p["V_vs_LiIn_V"] - q["V_vs_LiIn_V"]) for p, q in zip(ts_a, ts_b)) < 1e-9
     assert whole["time_steps"] == resumed["time_steps"]
+
+
+def layer_case(cycles: int):
+    """Cu1-PCN with a strong product layer and isolation, no other ageing (fast protocol)."""
+    case = small_case("tiny_2d.msh", FAST_STEPS, cycles=cycles, solver=FAST_SOLVER, output=QUIET,
+                      kinetics={"catalyst": "Cu1-PCN"}, ageing={"k_contact": 0.0, "k_sulfur_loss": 0.0},
+                      long_cycling={"jump": False, "activation_energy": False},
+                      product_layer={"enabled": True, "psi": 0.3, "sigma_L_S_m": 1e-6})
+    case.catalysts = {"Cu1-PCN": {"k_deact": 0.0, "k_ox_ref_per_s": 1e-4, "k_iso": 0.01}}
+    return case
+
+
+def test_dead_layer_through_the_fem_layer_and_a_restart(shared_tmp):
+    """With the FEM product layer: delta_dead grows by k_iso x the live layer left at each cycle end
+    (positive: k_ox is slow), cycles.csv shows it, and a run resumed after cycle 2 (checkpoint with
+    the live layer fields and delta_dead) reproduces cycle 3."""
+    if not hasattr(Case(), "product_layer"):
+        pytest.skip("needs the FEM product layer (fem.physics.layer, [product_layer])")
+    run(layer_case(3), shared_tmp / "layer_whole")
+    rows = read_csv_rows(shared_tmp / "layer_whole" / "cycles.csv")
+    dead = [r["delta_dead_nm"] for r in rows]
+    assert dead[0] == 0.0 and 0.0 < dead[1] < dead[2]
+    run(layer_case(2), shared_tmp / "layer_part")
+    resumed = run(layer_case(3), shared_tmp / "layer_part", resume=True)
+    assert resumed["resumed_from_cycle"] == 2
+    again = read_csv_rows(shared_tmp / "layer_part" / "cycles.csv")
+    for key in ("discharge_capacity_mAh_gS", "charge_capacity_mAh_gS", "delta_dead_nm"):
+        assert again[2][key] == pytest.approx(rows[2][key], rel=1e-9), key
