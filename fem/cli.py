@@ -1,5 +1,5 @@
-"""The command line: `asslsb-fem run | check | mesh | effective | fit | compare | verify` (see
-`asslsb-fem --help`); `python run_case.py CASE [flags]` is the short form of `run` (legacy_main)."""
+"""The command line: `asslsb-fem run | check | mesh | effective | fit | compare | sweep | gather | verify`
+(see `asslsb-fem --help`); `python run_case.py CASE [flags]` is the short form of `run` (legacy_main)."""
 
 import os
 
@@ -10,11 +10,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import math  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from fem.case import Case, CaseError, load_case  # noqa: E402
+from fem.case.loading import updated_case  # noqa: E402
 from fem.case.steps import ProtocolError  # noqa: E402
 from fem.outputs.terminal import COMPILER_LOGGERS, configure_logging  # noqa: E402,F401
 
@@ -37,7 +40,12 @@ Simulate all-solid-state Li-S composite cathodes described by case files.
 `{PROG} COMMAND --help` describes a command, what it writes, and gives an example.
 `python run_case.py CASE` is the short form of `{PROG} run CASE`.
 
-{CASE_HELP}"""
+{CASE_HELP}
+
+PETSc options of the Newton solver and its linear solver override the case's
+[solver.petsc_options] (which override the linear preset): --petsc KEY=VALUE (repeatable)
+with run, check, compare, fit and sweep, or PETSc's own form after `--`:
+  {PROG} run CASE --petsc ksp_type=gmres -- -pc_type hypre -ksp_rtol 1e-10"""
 
 RUN_HELP = f"""\
 Run every cycle of the case's protocol.
@@ -54,6 +62,12 @@ examples:
   {PROG} run cases/quickstart.toml --out /tmp/q
   {PROG} run cases/cu1ni1_pcn_1mA_2500cycles.toml --resume
   mpirun -n 2 {PROG} run cases/quickstart_3d.toml
+  {PROG} run cases/quickstart.toml --petsc ksp_type=gmres --petsc ksp_rtol=1e-10
+  {PROG} run cases/quickstart.toml -- -ksp_type gmres -ksp_rtol 1e-10   # PETSc's own form
+summary.json records the PETSc options the solver got (petsc_options). An option that
+breaks the linear solve makes every Newton solve fail (DIVERGED_LINEAR_SOLVE): the time
+step is cut down to solver.dt_min_s and the run stops with "Newton did not converge"
+(exit code 1).
 
 {CASE_HELP}"""
 
@@ -114,6 +128,50 @@ example:
   {PROG} compare cases/catalyst_comparison.toml          # -> results/catalyst_comparison/
   {PROG} compare cases/catalyst_comparison.toml --resume # finished catalysts are not repeated"""
 
+SWEEP_HELP = f"""\
+Run a parameter sweep: the cases that differ from a base case in named keys, each as an
+independent case in its own process, N at once (--jobs N), or write them as a Slurm job
+array (--slurm). The sweep file (TOML) names the base case and the values:
+
+  base = "quickstart.toml"           # relative to the sweep file
+  combine = "grid"                   # "grid": every combination (default); "zip": i-th values together
+  [sweep]
+  "kinetics.catalyst" = ["Cu1-PCN", "carbon"]
+  "geometry.seed" = [1, 2]
+  [labels]                           # optional short names of values, for the member names
+  "geometry.seed" = ["s1", "s2"]
+
+Every member is validated like a case file and written as a complete case file
+<out>/cases/<member>.toml, named after its values (catalyst-carbon__seed-s2); it runs into
+<out>/<member>/ and writes what `{PROG} run` writes (the pool: output in <out>/logs/). A
+member with invalid values or a failed run gets <out>/<member>/error.txt, the others go on
+(exit code 1 at the end). Run again, finished members are skipped and interrupted ones resume
+from their checkpoints. A catalyst comparison is a sweep over kinetics.catalyst.
+
+writes into the output folder: sweep.json (the members), cases/, one folder per member, and
+(the pool, through `{PROG} gather`) sweep.csv, sweep.md and the figures; --slurm: cases.txt
+and submit.sh (which runs `sbatch --array=... scripts/slurm.sh --list cases.txt`) instead of
+running.
+
+examples:
+  {PROG} sweep cases/sweep_current.toml --jobs 2          # -> results/sweep_current/
+  {PROG} sweep cases/sweep_current.toml --slurm && bash results/sweep_current/submit.sh --ntasks=1
+  {PROG} gather results/sweep_current                     # when the array's tasks have ended"""
+
+GATHER_HELP = f"""\
+Gather the members of a sweep (`{PROG} sweep`) from their folders, however they ran (the
+local pool or a Slurm array), into one table: the member, its varied keys, status (ok,
+failed, running, not run) and per finished run the capacities at cycles 1, 10 and last,
+retention, mean discharge voltages, first and last measured Ea, final catalyst activity,
+simulated cycles and wall time; failed members with their error.
+
+writes into DIR: sweep.csv, sweep.md, sweep_cycle1.png (first-cycle capacity, mean
+discharge voltage and hysteresis per member), sweep_voltage.png (voltage curves), and
+sweep_retention.png (runs of several cycles) and sweep_Ea.png (runs that measured Ea).
+
+example:
+  {PROG} gather results/sweep_current"""
+
 VERIFY_HELP = f"""\
 Run the verification suite (about 6 minutes): manufactured solutions in 2D and 3D,
 analytic limits of a planar cell, effective-property checks, mesh convergence of a
@@ -149,12 +207,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     def command(name, text, summary, case=True, out_default="results/<case name>", verbosity=True,
-                verbose_help="also the library's debug messages (compiler output needs --debug)"):
+                verbose_help="also the library's debug messages (compiler output needs --debug)", petsc=False,
+                out=True):
         c = sub.add_parser(name, help=summary, description=text, formatter_class=argparse.RawDescriptionHelpFormatter)
         if case:
             c.add_argument("case", type=Path, metavar="CASE", help="case file (TOML)")
-        c.add_argument("--out", type=Path, metavar="DIR",
-                       help=f"output folder (default: {out_default}, relative to the current folder)")
+        if out:
+            c.add_argument("--out", type=Path, metavar="DIR",
+                           help=f"output folder (default: {out_default}, relative to the current folder)")
+        if petsc:
+            _petsc_argument(c)
         if verbosity:
             v = c.add_mutually_exclusive_group()
             v.add_argument("-q", "--quiet", action="store_const", dest="verbosity", const=-1, default=0,
@@ -167,26 +229,125 @@ def _parser() -> argparse.ArgumentParser:
 
     resume = ("continue a killed or extended run from the checkpoint in the output folder (same mesh; "
               "any number of MPI ranks); without it a run starts afresh")
-    c = command("run", RUN_HELP, "run a case: time series, per-cycle tables, summary, fields, plots")
+    c = command("run", RUN_HELP, "run a case: time series, per-cycle tables, summary, fields, plots", petsc=True)
     c.add_argument("--resume", action="store_true", help=resume)
-    command("check", CHECK_HELP, "validate a case and print what it describes (no solve)", verbosity=False)
+    command("check", CHECK_HELP, "validate a case and print what it describes (no solve)", verbosity=False,
+            petsc=True)
     command("mesh", MESH_HELP, "generate and mesh the case's geometry only (mesh.msh, mesh.json)",
             verbose_help="also gmsh's messages and the library's debug messages")
     command("effective", EFFECTIVE_HELP,
             "effective transport properties of the microstructure (effective_properties.json)")
-    c = command("fit", FIT_HELP, "fit parameters to a capacity-vs-cycle CSV, then run the fitted case (fit.json)")
+    c = command("fit", FIT_HELP, "fit parameters to a capacity-vs-cycle CSV, then run the fitted case (fit.json)",
+                petsc=True)
     c.add_argument("data", type=Path, metavar="DATA.csv",
                    help="measured capacities: columns cycle, discharge_capacity_mAh_gS")
     c.add_argument("--params", default=DEFAULT_FIT_PARAMS, metavar="NAMES",
                    help=f"comma-separated parameters to fit, of: {FIT_PARAMS} (default: %(default)s)")
-    c = command("compare", COMPARE_HELP, "run a case's [comparison] catalysts, one folder each, and compare them")
+    c = command("compare", COMPARE_HELP, "run a case's [comparison] catalysts, one folder each, and compare them",
+                petsc=True)
     c.add_argument("--resume", action="store_true",
                    help="continue each catalyst's run from its checkpoint; finished catalysts are not repeated")
+    c = command("sweep", SWEEP_HELP, "run a parameter sweep (cases differing in named keys) on a process pool "
+                "or write it as a Slurm array", case=False, out_default="results/<sweep name>", petsc=True)
+    c.add_argument("sweep", type=Path, metavar="SWEEP.toml", help="sweep file (TOML): base case and [sweep] values")
+    c.add_argument("--jobs", type=_positive_int, metavar="N",
+                   help="members run at once, each its own process (default: 1)")
+    c.add_argument("--slurm", action="store_true",
+                   help="write the member cases, cases.txt and submit.sh (a job array of scripts/slurm.sh) "
+                        "instead of running")
+    c = command("gather", GATHER_HELP, "gather a sweep's finished members into one table and figures",
+                case=False, out=False)
+    c.add_argument("dir", type=Path, metavar="DIR", help="the sweep's output folder (holds sweep.json)")
     c = command("verify", VERIFY_HELP, "the verification suite: MMS, analytic limits, convergence, parallel",
                 case=False, out_default="results/verification", verbosity=False)
     c.add_argument("--skip-parallel", action="store_true", help="leave out the 1/2/3-rank runs")
     c.add_argument("--skip-convergence", action="store_true", help="leave out the discharge mesh study")
     return p
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _petsc_argument(parser) -> None:
+    parser.add_argument("--petsc", action="append", default=[], metavar="KEY=VALUE",
+                        help="a PETSc option over the case's [solver.petsc_options] and the linear preset, e.g. "
+                             "ksp_type=gmres (repeatable; KEY= for an option without value); PETSc's own form "
+                             "goes after `--`: -- -ksp_type gmres")
+
+
+# ---------------------------------------------------------------- PETSc options from the command line
+
+_PETSC_FLAG = re.compile(r"-[A-Za-z_]")  # an option name after `--` (a negative number is a value)
+
+
+def _split_petsc_style(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """The arguments before `--` (for argparse) and PETSc's own options after it."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv:
+        return argv, []
+    k = argv.index("--")
+    return argv[:k], argv[k + 1:]
+
+
+def _petsc_value(text: str):
+    """A command-line value as the case file would hold it: a boolean, a whole number, a finite number or text."""
+    if text in ("true", "false"):
+        return text == "true"
+    for cast in (int, float):
+        try:
+            value = cast(text)
+        except ValueError:
+            continue
+        if cast is int or math.isfinite(value):
+            return value
+    return text
+
+
+def _petsc_overrides(args) -> dict:
+    """--petsc KEY=VALUE options, then those after `--` (-key value, -key=value or a bare -flag); a later one wins."""
+    pairs = []
+    for item in getattr(args, "petsc", None) or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.lstrip("-"):
+            raise UsageError(f"--petsc {item!r}: expected KEY=VALUE, a PETSc option name and its value, e.g. "
+                             "--petsc ksp_type=gmres (KEY= for an option without a value, e.g. --petsc ksp_monitor=)")
+        pairs.append((key, value))
+    tokens, k = getattr(args, "petsc_style", []), 0
+    if tokens and getattr(args, "petsc", None) is None:
+        raise UsageError(f"`{PROG} {args.command}` takes no PETSc options (after `--`: {' '.join(tokens)}); "
+                         "run, check, compare, fit and sweep do")
+    while k < len(tokens):
+        token = tokens[k]
+        if not _PETSC_FLAG.match(token):
+            raise UsageError(f"{token!r} after `--` is not a PETSc option: PETSc's options start with '-', e.g. "
+                             "`-- -ksp_type gmres -ksp_rtol 1e-10` (an option without a value: -ksp_monitor)")
+        if "=" in token:
+            key, _, value = token.partition("=")
+            k += 1
+        elif k + 1 < len(tokens) and not _PETSC_FLAG.match(tokens[k + 1]):
+            key, value = token, tokens[k + 1]
+            k += 2
+        else:
+            key, value = token, ""
+            k += 1
+        pairs.append((key, value))
+    # the case file's keys have no leading '-'; one is dropped here, so -ksp_type and ksp_type are one option
+    return {(key[1:] if key.startswith("-") else key): _petsc_value(value) for key, value in pairs}
+
+
+def _with_petsc(args, case: Case) -> Case:
+    """The case with the command line's PETSc options over its [solver.petsc_options], validated as the
+    case file's are (CaseError naming the option)."""
+    overrides = _petsc_overrides(args)
+    if not overrides:
+        return case
+    try:
+        return updated_case(case, {"solver": {"petsc_options": {**case.solver.petsc_options, **overrides}}})
+    except CaseError as err:
+        raise CaseError(err.errors, "--petsc") from None
 
 
 # ---------------------------------------------------------------- the commands
@@ -206,6 +367,9 @@ def _summary(case: Case, out_dir: Path) -> str:
                "and [geometry.mesh] describe how it was made and are not used)" if g.mesh_file else "") + "\n"
             f"  catalyst: {case.kinetics.catalyst}, temperature {case.conditions.temperature_C:g} degC\n"
             f"  protocol: {len(p.steps)} steps x {p.cycles} cycle(s)\n{steps}\n")
+    if case.solver.petsc_options:
+        options = ", ".join(f"{k}={v}" for k, v in case.solver.petsc_options.items())
+        text += f"  solver: linear_solver {case.solver.linear_solver!r}, PETSc options over it: {options}\n"
     if case.comparison.catalysts:
         text += (f"  comparison: {', '.join(case.comparison.catalysts)} (run it with "
                  f"`{PROG} compare`)\n")
@@ -344,6 +508,61 @@ def _cmd_mesh(args, case: Case, out_dir: Path) -> None:
     _say(args, "\n".join(lines))
 
 
+def _cmd_sweep(args) -> int:
+    from fem.studies.sweep import gather, load_sweep, run_pool, write_slurm
+
+    if args.slurm and args.jobs is not None:
+        raise UsageError("--jobs sets the local pool and does nothing with --slurm (the array runs every member "
+                         "at once, as Slurm allows); leave one of them out")
+    ranks = max(int(os.environ.get(name, "1") or 1) for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE"))
+    if ranks > 1:
+        raise UsageError(f"`{PROG} sweep` under MPI ({ranks} ranks) would start every member on every rank: start "
+                         "it as one process; its members run as processes of their own (on a cluster: --slurm, "
+                         "each array task on the ranks sbatch gives it)")
+    sweep = load_sweep(args.sweep, lambda base: _with_petsc(args, base))
+    out_dir = args.out or Path("results") / sweep.name
+
+    def say(text):
+        if args.verbosity >= 0:
+            print(text, flush=True)
+
+    if args.slurm:
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "scripts" / "slurm.sh").is_file():
+            raise CommandFailed(f"--slurm needs the checkout's scripts/slurm.sh; there is none beside the package "
+                                f"({root})")
+        script, todo = write_slurm(sweep, out_dir, root)
+        say(f"sweep {sweep.name!r}: {len(todo)} of {len(sweep.members)} member(s) to run, listed in "
+            f"{script.parent / 'cases.txt'}\nsubmit: bash {script} [sbatch options, e.g. --ntasks=1]\n"
+            f"then: {PROG} gather {out_dir}")
+        return 0
+    outcomes = run_pool(sweep, out_dir, args.jobs or 1, say)
+    rows = gather(out_dir)
+    _say_table(say, rows, out_dir)
+    failed = [name for name, o in outcomes.items() if o["status"] in ("failed", "invalid")]
+    if failed:
+        print(f"error: {len(failed)} of {len(outcomes)} member(s) failed: {', '.join(failed)} "
+              f"(each has error.txt in its folder under {out_dir})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _say_table(say, rows: list[dict], out_dir: Path) -> None:
+    """The gathered table (sweep.md as written) and what it counts."""
+    from fem.studies.sweep import TABLE
+
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "failed", "running", "not run")}
+    say((out_dir / "sweep.md").read_text() + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        + f"\nwritten: {out_dir / TABLE}, {out_dir / 'sweep.md'}")
+
+
+def _cmd_gather(args) -> int:
+    from fem.studies.sweep import gather
+
+    _say_table(lambda text: print(text, flush=True) if args.verbosity >= 0 else None, gather(args.dir), args.dir)
+    return 0
+
+
 def _cmd_verify(args) -> int:
     try:
         from fem.verification.__main__ import main as verify
@@ -382,6 +601,10 @@ def _execute(args, action) -> int:
             code, message = 2, str(err)
         elif isinstance(err, CommandFailed) or _is_simulation_error(err) or isinstance(err, OSError):
             code, message = 1, str(err)
+        elif _is_petsc_error(err):  # e.g. an unknown ksp_type: PETSc's last line says which
+            lines = [line.removeprefix("[0] ").strip() for line in str(err).splitlines() if line.strip()]
+            code, message = 1, (f"PETSc: {lines[-1]} ({lines[0].removeprefix('error ').lower()}; the PETSc "
+                                f"options are [solver.petsc_options] and --petsc)")
         else:  # a failure nobody foresaw: still one message, the traceback on request
             code, message = 1, f"{type(err).__name__}: {err} (run again with --debug for the traceback)"
         if args.debug:
@@ -390,23 +613,49 @@ def _execute(args, action) -> int:
         return code
 
 
+def _is_petsc_error(err: Exception) -> bool:
+    petsc = sys.modules.get("petsc4py.PETSc")
+    return petsc is not None and isinstance(err, petsc.Error)
+
+
 def _is_simulation_error(err: Exception) -> bool:
     stepping = sys.modules.get("fem.protocol.stepping")
     return stepping is not None and isinstance(err, stepping.SimulationError)
 
 
 def _run_command(args) -> int:
-    if args.command == "verify":
-        return _cmd_verify(args)
-    case = load_case(args.case)
+    special = {"verify": _cmd_verify, "sweep": _cmd_sweep, "gather": _cmd_gather}
+    if args.command in special:
+        _petsc_overrides(args)  # PETSc options after `--` where the command takes none are an error
+        return special[args.command](args)
+    case = _with_petsc(args, _load_case(args.case))
     out_dir = args.out or Path("results") / case.name
     COMMANDS[args.command](args, case, out_dir)
     return 0
 
 
+def _load_case(path: Path) -> Case:
+    """load_case; a sweep file given for a case is told where it belongs."""
+    try:
+        return load_case(path)
+    except CaseError:
+        import tomllib
+
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+        except (OSError, ValueError):
+            data = {}
+        if "sweep" in data and "base" in data:
+            raise UsageError(f"{path} is a sweep file (base = {data['base']!r} and a [sweep] table), not a case: "
+                             f"run it with `{PROG} sweep {path}`") from None
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     """`asslsb-fem COMMAND ...`; returns the exit code."""
+    argv, petsc_style = _split_petsc_style(argv)
     args = _parser().parse_args(argv)
+    args.petsc_style = petsc_style
     return _execute(args, lambda: _run_command(args))
 
 
@@ -447,6 +696,7 @@ def _legacy_parser() -> argparse.ArgumentParser:
                         f"discharge_capacity_mAh_gS), then run the fitted case; writes fit.json (`{PROG} fit`)")
     p.add_argument("--fit-params", metavar="NAMES",
                    help=f"comma-separated parameters for --fit, of: {FIT_PARAMS} (default: {DEFAULT_FIT_PARAMS})")
+    _petsc_argument(p)
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     return p
 
@@ -461,6 +711,9 @@ def _legacy_mode(args) -> str:
     if args.fit_params is not None and args.fit is None:
         raise UsageError("--fit-params names the parameters of --fit DATA.csv and does nothing without it; "
                          "add --fit DATA.csv or leave --fit-params out")
+    if args.petsc and modes == ["--effective-properties"]:
+        raise UsageError("--petsc sets the Newton solver of a run and does nothing with --effective-properties; "
+                         "leave one of them out")
     if args.resume and modes:
         raise UsageError(f"--resume continues a run or a comparison from its checkpoints and does nothing "
                          f"with {modes[0]}; leave one of them out")
@@ -471,13 +724,14 @@ def _legacy_mode(args) -> str:
 def legacy_main(argv: list[str] | None = None) -> int:
     """`python run_case.py CASE [--out DIR] [--resume] [--check | --effective-properties |
     --fit DATA.csv [--fit-params NAMES]] [--debug]`, mapped onto the commands."""
+    argv, petsc_style = _split_petsc_style(argv)
     args = _legacy_parser().parse_args(argv)
-    args.verbosity = 0
+    args.verbosity, args.petsc_style = 0, petsc_style
     args.data, args.params = args.fit, args.fit_params or DEFAULT_FIT_PARAMS
 
     def action():
         args.command = _legacy_mode(args)
-        case = load_case(args.case)
+        case = _with_petsc(args, _load_case(args.case))
         out_dir = args.out or Path("results") / case.name
         if args.command == "run" and case.comparison.catalysts:
             args.command = "compare"

@@ -33,7 +33,7 @@ from fem.outputs.terminal import Progress, closing_line
 from fem.physics.problem import CellProblem
 from fem.physics.spaces import dof_counts
 from fem.protocol.stepping import StepRunner
-from fem.solver import NewtonSolver
+from fem.solver import NewtonSolver, petsc_options
 
 __all__ = ["Simulation", "Solution", "prepare_mesh", "run"]
 LOG = logging.getLogger("fem")
@@ -240,6 +240,8 @@ def _run_in(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[d
         "versions": _versions(),
         "catalyst": catalyst.name,
         "temperature_C": case.conditions.temperature_C,
+        # what the SNES/KSP got: the linear preset with [solver.petsc_options] (and --petsc) over it
+        "petsc_options": petsc_options(case.solver, problem.solver.A.getSize()[0]),
         "retention": engine.retention(cycle_rows),
         "simulated_cycles": len(engine.fem),
         "resumed_from_cycle": resumed,

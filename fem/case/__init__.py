@@ -17,10 +17,12 @@ from fem.case.schema import (
                              OCVConfig,
                              OutputConfig,
                              PhaseSpec,
+                             ProductLayerConfig,
                              ProtocolConfig,
                              SolverConfig,
 )
 
 __all__ = ["AgeingConfig", "Anode", "CarbonSpec", "Case", "CaseError", "ComparisonConfig", "Conditions",
            "GeometryConfig", "Kinetics", "LongCyclingConfig", "Materials", "MeshConfig", "OCVConfig",
-           "OutputConfig", "PhaseSpec", "ProtocolConfig", "SolverConfig", "load_case", "validate_case"]
+           "OutputConfig", "PhaseSpec", "ProductLayerConfig", "ProtocolConfig", "SolverConfig", "load_case",
+           "validate_case"]

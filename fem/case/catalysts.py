@@ -11,6 +11,13 @@ charge of one cycle-equivalent: a full discharge plus a full charge of the theor
 capacity, 2 Q_th (MODEL.md writes F c_ref for it). So k_deact is the fractional loss of
 activity per full cycle of an unbuffered catalyst, and a = a0 exp(-(1-b) k_deact n) after n
 full cycles. Q and Q_cycle only need the same unit (C, or C per m2 of interface).
+
+The Li2S product layer (MODEL.md section 6b) is converted back on charge at the rate constant
+
+    k_ox(T, a) = k_ox_ref * i0(T, a) / i0_ref
+
+(the catalyst's Arrhenius law and activity, exactly as its exchange current), and k_iso is the
+fraction of the layer left at the end of a cycle that is isolated (dead) per cycle.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import difflib
 import math
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from importlib import resources
 
 from fem.constants import R, kelvin
@@ -42,6 +49,9 @@ class Catalyst:
     buffering: float  # electron-buffering factor b in [0, 1]
     T_ref_C: float = 25.0
     provenance: str = "user record from a case file: model assumptions, not checked against data"
+    # product layer (MODEL.md section 6b); the defaults leave it unconverted and never isolated
+    k_ox_ref_per_s: float = 0.0  # layer conversion rate on charge at T_ref_C, fresh, 1/s
+    k_iso: float = 0.0  # fraction of the end-of-cycle layer isolated per cycle
 
 
 # allowed range of each numeric field: (test, text for the message)
@@ -52,9 +62,11 @@ _RANGES = {
     "dEa_deact_kJ_mol": (lambda v: 0 <= v <= 300, "0 <= value <= 300 (kJ/mol)"),
     "buffering": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "T_ref_C": (lambda v: -50 < v < 150, "in (-50, 150)"),
+    "k_ox_ref_per_s": (lambda v: 0 <= v <= 1e6, "0 <= value <= 1e6 (1/s)"),
+    "k_iso": (lambda v: 0 <= v <= 1e-2, "0 <= value <= 1e-2 (per cycle)"),
 }
 _KEYS = [f.name for f in fields(Catalyst) if f.name != "name"]
-_REQUIRED = [f.name for f in fields(Catalyst) if f.name not in ("name", "T_ref_C", "provenance")]
+_REQUIRED = [f.name for f in fields(Catalyst) if f.name != "name" and f.default is MISSING]
 
 
 def _record_errors(name: str, record: object, complete: bool) -> list[str]:
@@ -93,7 +105,8 @@ def load_library(extra: dict | None = None) -> dict[str, Catalyst]:
     """The packaged catalyst records, extended or overridden by `extra` (name -> fields).
 
     A record in `extra` whose name is in the library changes only the fields it gives;
-    a new name must give every field except T_ref_C and provenance.
+    a new name must give every field that has no default (T_ref_C, provenance, k_ox_ref_per_s
+    and k_iso have one).
     """
     raw = _builtin()
     # the packaged file is checked too, so an edit to it cannot slip in a bad record
@@ -129,6 +142,12 @@ def exchange_current_A_m2(cat: Catalyst, T_K: float, activity: float = 1.0) -> f
         raise ValueError(f"temperature must be positive in kelvin, got {T_K!r}")
     Ea_J = 1e3 * activation_energy_kJ_mol(cat, activity)
     return activity * cat.i0_ref_A_m2 * math.exp(-Ea_J / R * (1.0 / T_K - 1.0 / kelvin(cat.T_ref_C)))
+
+
+def layer_oxidation_rate_per_s(cat: Catalyst, T_K: float, activity: float = 1.0) -> float:
+    """k_ox(T, a) = k_ox_ref i0(T, a) / i0_ref: the product layer's conversion on charge follows
+    the catalyst's Arrhenius law and activity exactly as its exchange current does."""
+    return cat.k_ox_ref_per_s * exchange_current_A_m2(cat, T_K, activity) / cat.i0_ref_A_m2
 
 
 def activity_rate_per_C(cat: Catalyst, activity: float, q_cycle_C: float) -> float:

@@ -40,13 +40,16 @@ MATERIAL_RANGES = {  # name -> (low, high, unit)
     "sigma_C_S_m": (1e-6, 1e8, "S/m"), "sigma_S_S_m": (1e-12, 1e8, "S/m"),
     "D_S_m2_s": (1e-25, 1e-6, "m2/s"), "density_S_g_cm3": (0.1, 25.0, "g/cm3"),
     "density_SE_g_cm3": (0.1, 25.0, "g/cm3"), "density_C_g_cm3": (0.1, 25.0, "g/cm3"),
+    "sigma_S_exponent": (-10.0, 10.0, "exponent of (1 - x)"), "D_S_exponent": (-10.0, 10.0, "exponent of (1 - x)"),
 }
+LITHIATION_LAWS = ("constant", "power", "table")
 
 _PETSC_KEY = re.compile(r"[a-z][a-z0-9_]*")
 
 _NOT_IN_FILE = {"base_dir"}  # set by load_case, not by the user
 # units live in key names; a suggested key with one of these suffixes says which unit it expects
-_UNIT_SUFFIXES = {"_m2_s": "m2/s", "_g_cm3": "g/cm3", "_A_m2": "A/m2", "_S_m": "S/m", "_eV": "eV",
+_UNIT_SUFFIXES = {"_m2_s": "m2/s", "_mol_m3": "mol/m3", "_nm": "nm", "_per_s": "1/s",
+                  "_g_cm3": "g/cm3", "_A_m2": "A/m2", "_S_m": "S/m", "_eV": "eV",
                   "_kJ_mol": "kJ/mol", "_um": "um", "_V": "V", "_C": "degC", "_s": "s"}
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
                Path: "a file path (string)"}
@@ -154,12 +157,12 @@ def _range_errors(case: Case) -> list[str]:
             need(key, value, 0 <= value < 1, "0 <= value < 1")
         elif isinstance(value, Path):
             path = value if value.is_absolute() else case.base_dir / value
-            if not path.is_file():
+            if not path.is_file() and not (key == "geometry.image.file" and path.is_dir()):  # a TIFF stack folder
                 errors.append(f"{key}: file not found: {path}")
-    for f in fields(case.materials):
-        value = getattr(case.materials, f.name)
-        lo, hi, unit = MATERIAL_RANGES[f.name]
-        need(f"materials.{f.name}", value, lo <= value <= hi, f"{lo:g} <= value <= {hi:g} ({unit})")
+    for name, (lo, hi, unit) in MATERIAL_RANGES.items():
+        value = getattr(case.materials, name)
+        need(f"materials.{name}", value, lo <= value <= hi, f"{lo:g} <= value <= {hi:g} ({unit})")
+    _lithiation_law_errors(case, need, errors)
 
     _geometry_errors(case.geometry, need, errors)
     c, k, a, s, o = case.conditions, case.kinetics, case.anode, case.solver, case.output
@@ -175,6 +178,8 @@ def _range_errors(case: Case) -> list[str]:
     need("anode.alpha", a.alpha, 0 < a.alpha < 1, "0 < value < 1")
     need("anode.i0_an_A_m2", a.i0_an_A_m2, 0 < a.i0_an_A_m2 <= 1e6, "0 < value <= 1e6 (A/m2)")
     need("anode.U_an_V", a.U_an_V, 0 <= a.U_an_V <= 3, "0 <= value <= 3 (V vs Li/Li+)")
+    need("anode.Ea_an_kJ_mol", a.Ea_an_kJ_mol, 0 <= a.Ea_an_kJ_mol <= 300, "0 <= value <= 300 (kJ/mol)")
+    need("anode.T_ref_C", a.T_ref_C, -50 < a.T_ref_C < 150, "-50 < value < 150 (degC)")
     g = case.geometry
     need("geometry.seed", g.seed, 0 <= g.seed < 2**32, "0 <= value < 2^32")
     need("conditions.temperature_C", c.temperature_C, -50 < c.temperature_C < 150, "-50 < value < 150 (degC)")
@@ -205,7 +210,20 @@ def _range_errors(case: Case) -> list[str]:
     _catalyst_errors(case, errors)
     _protocol_errors(case, need, errors)
     _ageing_errors(case, need)
+    _layer_errors(case, need)
     return errors
+
+
+def _layer_errors(case: Case, need) -> None:
+    """[product_layer] (MODEL.md section 6b): the ranges of the model."""
+    pl = case.product_layer
+    need("product_layer.sigma_L_S_m", pl.sigma_L_S_m, 1e-9 <= pl.sigma_L_S_m <= 1e-6,
+         "1e-9 <= value <= 1e-6 (S/m, effective layer conductivity)")
+    need("product_layer.psi", pl.psi, 0 <= pl.psi <= 1, "0 <= value <= 1 (fraction of the discharge product)")
+    need("product_layer.c_L_mol_m3", pl.c_L_mol_m3, 1e3 <= pl.c_L_mol_m3 <= 1e6,
+         "1e3 <= value <= 1e6 (mol/m3; Li2S: 3.61e4)")
+    need("product_layer.initial_delta_nm", pl.initial_delta_nm, 0 <= pl.initial_delta_nm <= 1e4,
+         "0 <= value <= 1e4 (nm)")
 
 
 def _ageing_errors(case: Case, need) -> None:
@@ -235,6 +253,31 @@ def _ageing_errors(case: Case, need) -> None:
     need("long_cycling.activation_temperatures_C", temps,
          len(set(temps)) >= 2 and all(-50 < t < 150 for t in temps),
          "at least two different temperatures in (-50, 150) degC")
+    need("long_cycling.activation_soc", lc.activation_soc, 0 < lc.activation_soc <= 1,
+         "0 < value <= 1 (fraction of the cycle's discharge capacity left)")
+    need("long_cycling.activation_rest_s", lc.activation_rest_s, 0 <= lc.activation_rest_s <= MAX_DURATION_S,
+         f"0 <= value <= {MAX_DURATION_S:g} s")
+
+
+def _lithiation_law_errors(case: Case, need, errors: list[str]) -> None:
+    """sigma_S(x), D_S(x): a known law, and a readable table exactly when the law is 'table'."""
+    from fem.case.tables import read_factor_table  # numpy: not at `import fem`
+    m = case.materials
+    for prop in ("sigma_S", "D_S"):
+        law, table = getattr(m, f"{prop}_law"), getattr(m, f"{prop}_table_file")
+        need(f"materials.{prop}_law", law, law in LITHIATION_LAWS,
+             f"'constant', 'power' ((1 - x)^materials.{prop}_exponent) or 'table' (materials.{prop}_table_file)")
+        if law == "table" and table is None:
+            errors.append(f"materials.{prop}_law = 'table' needs materials.{prop}_table_file "
+                          "(a CSV with header x,factor)")
+        elif table is not None and law != "table":
+            errors.append(f"materials.{prop}_table_file is given but materials.{prop}_law = {law!r}; "
+                          f"set materials.{prop}_law = 'table' to use it")
+        elif table is not None and (table if table.is_absolute() else case.base_dir / table).is_file():
+            try:  # (a missing file is reported with the other paths)
+                read_factor_table(table if table.is_absolute() else case.base_dir / table)
+            except ValueError as err:
+                errors.append(f"materials.{prop}_table_file: {err}")
 
 
 def _geometry_errors(g: GeometryConfig, need, errors: list[str]) -> None:
@@ -257,10 +300,12 @@ def _geometry_errors(g: GeometryConfig, need, errors: list[str]) -> None:
     need("geometry.carbon.length_um", g.carbon.length_um, g.carbon.length_um > 2 * g.carbon.radius_mean_um,
          "> 2 * geometry.carbon.radius_mean_um")
     need("geometry.mesh.mesher", g.mesh.mesher, g.mesh.mesher in ("occ", "cgal") and
-         (g.mesh.mesher == "occ" or g.dimension == 3), "'occ' or 'cgal' (cgal: 3D only)")
+         (g.mesh.mesher == "occ" or g.dimension == 3 or g.image.file is not None),
+         "'occ' or 'cgal' (cgal: 3D only)")
     need("geometry.mesh.voxel_um", g.mesh.voxel_um, g.mesh.voxel_um >= 0, ">= 0 (0: automatic)")
     need("geometry.carbon.segment_overlap", g.carbon.segment_overlap, 0 < g.carbon.segment_overlap < 1,
          "0 < value < 1")
+    _image_errors(g, need, errors)
     if g.mesh_file is not None:
         if g.particles_file is not None:
             errors.append("geometry.mesh_file and geometry.particles_file exclude each other: "
@@ -270,6 +315,55 @@ def _geometry_errors(g: GeometryConfig, need, errors: list[str]) -> None:
         elif g.mesh_file.is_file() and not g.mesh_file.with_suffix(".json").is_file():
             errors.append(f"geometry.mesh_file: the particle list {g.mesh_file.with_suffix('.json')} "
                           "must lie beside the mesh (same name, .json)")
+
+
+IMAGE_PHASES = ("S", "SE", "C", "void")
+IMAGE_SUFFIXES = (".npy", ".tif", ".tiff", ".raw")
+
+
+def _image_errors(g: GeometryConfig, need, errors: list[str]) -> None:
+    """[geometry.image]: the keys alone (the image's content is checked when it is read)."""
+    im = g.image
+    if im.file is None:
+        return
+    key = "geometry.image"
+    for other in ("mesh_file", "particles_file"):
+        if getattr(g, other) is not None:
+            errors.append(f"{key}.file and geometry.{other} exclude each other: the image is the geometry")
+    path = Path(im.file)
+    need(f"{key}.file", str(path), path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES,
+         "a .npy, .tif/.tiff (multi-page), .raw (with a JSON header) file or a folder of .tif slices")
+    if path.suffix.lower() == ".raw":
+        header = Path(im.header_file) if im.header_file is not None else path.with_suffix(".json")
+        if not header.is_file():
+            errors.append(f"{key}.header_file: the raw image {path.name} needs a JSON header "
+                          f'{{"shape": [...], "dtype": "uint8"}}; not found: {header}')
+    need(f"{key}.voxel_um", im.voxel_um, im.voxel_um > 0, "> 0 um (the edge of one voxel; required with a file)")
+    labels, seen = im.labels, {}
+    unknown = [k for k in labels if k not in IMAGE_PHASES]
+    if unknown:
+        errors.append(f"{key}.labels: unknown phases {unknown}; allowed: {', '.join(IMAGE_PHASES)}")
+    for phase in ("S", "SE"):
+        if phase not in labels:
+            errors.append(f"{key}.labels must map {phase} (the model needs it), e.g. labels = {{S = 1, SE = 2, C = 3}}")
+    for phase, value in labels.items():
+        values = value if isinstance(value, list) else [value]
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+            errors.append(f"{key}.labels.{phase} = {value!r} must be an image value >= 0 or a non-empty list of them")
+            continue
+        for v in values:
+            if v in seen and seen[v] != phase:
+                errors.append(f"{key}.labels: value {v} is given to both {seen[v]} and {phase}")
+            seen[v] = phase
+    need(f"{key}.thickness_axis", im.thickness_axis, im.thickness_axis in (0, 1, 2), "0, 1 or 2 (an array axis)")
+    need(f"{key}.collector", im.collector, im.collector in ("first", "last"),
+         "'first' or 'last' (the end of thickness_axis at the collector)")
+    ok = len(im.crop) <= 3 and all(len(r) == 2 and 0 <= r[0] < r[1] for r in im.crop)
+    need(f"{key}.crop", im.crop, ok, "[] or up to 3 [lo, hi] voxel ranges with 0 <= lo < hi, one per array axis")
+    need(f"{key}.downsample", im.downsample, 1 <= im.downsample <= 16, "1 <= value <= 16")
+    need(f"{key}.separator", im.separator, im.separator in ("pad", "image"),
+         "'pad' (add geometry.separator_um of dense SE) or 'image' (the image holds it)")
+    need(f"{key}.smoothing_voxels", im.smoothing_voxels, 0 <= im.smoothing_voxels <= 3, "0 <= value <= 3 (0: off)")
 
 
 def _catalyst_errors(case: Case, errors: list[str]) -> None:

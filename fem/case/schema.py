@@ -48,6 +48,33 @@ class MeshConfig:
 
 
 @dataclass
+class ImageConfig:
+    """A segmented image instead of a generated packing (fem.geometry.image); off while file is unset.
+
+    Axes of length 1 are dropped first (a one-slice stack is a 2D image); thickness_axis, crop
+    and the dimension then refer to the remaining array axes in numpy order (a TIFF stack's
+    page axis is 0). The box (thickness, width) and the dimension come from the image.
+    """
+
+    file: Path | None = None  # .npy, .tif/.tiff (multi-page), a folder of .tif slices, or .raw
+    header_file: Path | None = None  # .raw: JSON {"shape": [..], "dtype": "uint8"}; default <file>.json
+    voxel_um: float = 0.0  # voxel edge (required with file)
+    # phase -> image value or list of values; every value in the image must be mapped
+    labels: dict = field(default_factory=lambda: {"S": 1, "SE": 2, "C": 3, "void": 4})
+    thickness_axis: int = 0  # the array axis across the cathode layer
+    collector: str = "last"  # "last" or "first": the end of thickness_axis that faces the collector
+    crop: list[list[int]] = field(default_factory=list)  # [[lo, hi], ...] per axis, voxel indices; [] = all
+    downsample: int = 1  # blocks of downsample^d voxels take their majority phase
+    # "pad": dense SE of geometry.separator_um is added on the anode side (an image of the cathode);
+    # "image": the first geometry.separator_um of the image is the separator and must be SE
+    separator: str = "pad"
+    smoothing_voxels: float = 0.5  # 3D: Gaussian width (voxels) of the label smoothing before CGAL, 2D: > 0
+    # smooths the pixel staircases of the phase boundaries; 0 = off
+    optimise: bool = False  # 3D: CGAL perturb + exude slivers (better tets, ~10x the CGAL time)
+    check_percolation: bool = True  # refuse images with no active S or a non-percolating C or SE
+
+
+@dataclass
 class GeometryConfig:
     dimension: int = 2
     separator_um: float = 10.0
@@ -62,17 +89,31 @@ class GeometryConfig:
     particles_file: Path | None = None  # explicit particle list (JSON), replaces generation
     mesh_file: Path | None = None  # ready .msh (its particle JSON beside it), replaces meshing
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)  # [geometry.image]
 
 
 # --- physics ----------------------------------------------------------------------------
 
 @dataclass
 class Materials:
+    """Phase properties (MODEL.md section 3). The SE conductivity follows sigma T = A exp(-Ea/kT),
+    referenced to kappa_SE_S_m at 25 degC. sigma_S and D_S may depend on the lithiation x
+    (fem.physics.materials.LithiationLaw): law "constant"; "power": the value times
+    (1 - x)^exponent (the value is that of pristine S, x = 0); "table": the value times a factor
+    read from a CSV with header x,factor (ln(factor) interpolated linearly in x, constant
+    beyond the table's ends)."""
+
     kappa_SE_S_m: float = 0.3  # at 25 degC
     Ea_kappa_SE_eV: float = 0.35
     sigma_C_S_m: float = 1000.0
     sigma_S_S_m: float = 1.0
     D_S_m2_s: float = 1e-14
+    sigma_S_law: str = "constant"  # "constant", "power" or "table"
+    sigma_S_exponent: float = 1.0  # law "power": sigma_S_S_m (1 - x)^sigma_S_exponent
+    sigma_S_table_file: Path | None = None  # law "table": CSV x,factor multiplying sigma_S_S_m
+    D_S_law: str = "constant"  # "constant", "power" or "table"
+    D_S_exponent: float = 1.0  # law "power": D_S_m2_s (1 - x)^D_S_exponent
+    D_S_table_file: Path | None = None  # law "table": CSV x,factor multiplying D_S_m2_s
     density_S_g_cm3: float = 2.07
     density_SE_g_cm3: float = 1.87
     density_C_g_cm3: float = 2.0
@@ -100,9 +141,37 @@ class Kinetics:
 
 @dataclass
 class Anode:
+    """Li-In anode: i0_an(T) = i0_an_A_m2 exp(-Ea_an/R (1/T - 1/T_ref)). Ea_an = 30 kJ/mol
+    (0.31 eV) is a model assumption: no measured value for Li-In | argyrodite is in
+    shared/data/reference.toml; it sits in the 0.3-0.4 eV of the SE's own ion transport."""
+
     U_an_V: float = 0.62  # Li-In vs Li/Li+
-    i0_an_A_m2: float = 5.5
+    i0_an_A_m2: float = 5.5  # at T_ref_C
     alpha: float = 0.5
+    Ea_an_kJ_mol: float = 30.0  # activation energy of i0_an (model assumption, see above)
+    T_ref_C: float = 25.0  # temperature at which i0_an_A_m2 holds
+
+
+@dataclass
+class ProductLayerConfig:
+    """The Li2S product layer on S|SE (MODEL.md section 6b); off by default (today's model).
+
+    enabled           solve the layer's interface fields with the others
+    sigma_L_S_m       effective electronic/ionic conductivity of the layer, S/m: ohmic drop
+                      i (delta + delta_dead) / sigma_L in series with the charge transfer
+    psi               fraction of the discharge product (Li2S) that forms the layer; 1 - psi
+                      lithiates the S bulk
+    c_L_mol_m3        molar density of the layer: Li2S, 1.66 g/cm3 / 45.95 g/mol = 3.61e4
+    initial_delta_nm  uniform live layer thickness at t = 0
+    The catalyst sets the conversion of the layer on charge (k_ox_ref_per_s) and the fraction
+    isolated per cycle (k_iso) in its record (fem/data/catalysts.toml).
+    """
+
+    enabled: bool = False
+    sigma_L_S_m: float = 1e-7  # model assumption (10^-9..10^-6 allowed): the case sets it
+    psi: float = 0.2  # model assumption: the case sets it
+    c_L_mol_m3: float = 3.61e4
+    initial_delta_nm: float = 0.0
 
 
 @dataclass
@@ -171,6 +240,10 @@ class LongCyclingConfig:
     simulate_cycles: list[int] = field(default_factory=list)
     activation_energy: bool = True  # Ea from R_ct(T) after every simulated cycle
     activation_temperatures_C: list[float] = field(default_factory=lambda: [15.0, 25.0, 35.0, 45.0])
+    # Ea and R_ct are measured at this state of charge, a fraction of the cycle's discharge
+    # capacity counted from the end of its discharge (fem.cycling.activation), after a rest
+    activation_soc: float = 0.5
+    activation_rest_s: float = 600.0
     checkpoint: bool = True  # slow state + fields at every simulated cycle boundary
 
 
@@ -200,6 +273,7 @@ class Case:
     kinetics: Kinetics = field(default_factory=Kinetics)
     anode: Anode = field(default_factory=Anode)
     conditions: Conditions = field(default_factory=Conditions)
+    product_layer: ProductLayerConfig = field(default_factory=ProductLayerConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

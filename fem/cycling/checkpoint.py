@@ -2,7 +2,8 @@
 
 <out>/checkpoint/ holds one state.json (rank 0: the cycle, slow state, history and totals,
 plus a fingerprint of the case) and fields_<cycle>_rank<r>of<n>.npz per rank: the values of
-phi_e, phi_s and x at the coordinates of the rank's dofs. state.json is replaced last and
+phi_e, phi_s and x (and the product layer's eta_L and delta when it is on) at the coordinates
+of the rank's dofs. state.json is replaced last and
 atomically, so it always names a complete set of field files.
 
 Fields are matched by dof coordinates (P1: one dof per vertex and field), so a restart needs
@@ -24,6 +25,7 @@ from fem.files import to_json_compatible
 
 FOLDER = "checkpoint"
 STATE = "state.json"
+OPTIONAL = ("isolated_per_cycle_nm",)  # state.json keys that older checkpoints lack
 
 
 class CheckpointError(RuntimeError):
@@ -48,6 +50,7 @@ class CheckpointState:
     wall_time_s: float
     cycle: int = 0  # the last cycle the checkpoint holds
     mpi_ranks: int = 1  # ranks that wrote the field files
+    isolated_per_cycle_nm: float = 0.0  # dead-layer growth per skipped cycle (product layer)
 
 
 def case_fingerprint(case) -> str:
@@ -66,8 +69,9 @@ COORD_DECIMALS = 6  # coordinates in um: vertices of the mesh file are far furth
 
 
 def _field_dofs(problem):
-    """(name, local dof coordinates, indices into u) of each field."""
-    for index, name in enumerate(FIELDS):
+    """(name, local dof coordinates, indices into u) of each field: with the product layer also
+    its interface fields (spaces.names, fem.physics.spaces), so the live layer is resumed."""
+    for index, name in enumerate(getattr(problem.spaces, "names", FIELDS)):
         V, to_parent = problem.spaces.collapsed[index]
         yield name, np.round(V.tabulate_dof_coordinates(), COORD_DECIMALS), np.asarray(to_parent)
 
@@ -118,7 +122,9 @@ def _read_state(path: Path) -> dict | str | None:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         return f"{path} is not a readable checkpoint ({err}); remove the folder or run without --resume"
-    missing = [f.name for f in fields(CheckpointState) if f.name not in meta] if isinstance(meta, dict) else ["all"]
+    # a field added with a default (isolated_per_cycle_nm) may be absent from older checkpoints
+    required = [f.name for f in fields(CheckpointState) if f.name not in OPTIONAL]
+    missing = [name for name in required if name not in meta] if isinstance(meta, dict) else ["all"]
     if missing:
         return f"{path} lacks {', '.join(missing)}; remove the folder or run without --resume"
     return meta
@@ -149,7 +155,7 @@ def load(out_dir: Path, comm, problem, fingerprint: str) -> CheckpointState | No
     if not comm.allreduce(ok, op=_mpi_land()):
         raise CheckpointError(f"{folder}: the saved fields do not fit this mesh")
     problem.u_n.x.array[:] = u
-    return CheckpointState(**{f.name: meta[f.name] for f in fields(CheckpointState)})
+    return CheckpointState(**{f.name: meta[f.name] for f in fields(CheckpointState) if f.name in meta})
 
 
 def _read(path: Path) -> dict:

@@ -24,7 +24,7 @@ from fem.physics.problem import Measurement
 SCALED_COLUMNS = ["discharge_capacity_mAh_gS", "charge_capacity_mAh_gS", "discharge_capacity_mAh_cm2",
                   "charge_capacity_mAh_cm2", "discharge_energy_mWh_cm2", "charge_energy_mWh_cm2"]
 SLOW_COLUMNS = ["simulated", "catalyst_activity", "contact_factor", "active_sulfur_fraction",
-                "catalyst_Ea_kJ_mol"]
+                "delta_dead_nm", "catalyst_Ea_kJ_mol"]
 
 
 class LongCycling:
@@ -40,8 +40,10 @@ class LongCycling:
         self.loading = problem.sulfur_loading_mg_cm2()
         self.Q_th_mAh_cm2 = problem.one_C_A_m2() * 3600.0 * MAH_CM2_PER_C_M2
         self.fingerprint = checkpoint.case_fingerprint(case)
+        self.interface_per_volume_per_um = ageing.interface_per_volume_per_um(problem)
         # the checkpointed state
         self.slow = SlowState()
+        self.isolated_per_cycle_nm = 0.0  # k_iso delta_end of the last simulated cycle
         self.next_cycle, self.next_simulated, self.k_previous = 1, 1, 0
         self.t_s = 0.0
         self.fem: dict[int, dict] = {}  # simulated cycle -> its FEM cycle summary (unscaled)
@@ -74,17 +76,22 @@ class LongCycling:
         self.t_s = run_cycle(self.problem, cycle, self.steps, self.runner, self.recorder, self.on_step_end,
                              self.t_s)
         self.fem[cycle] = cycle_summaries(self.rows[start:], self.loading)[0]
+        # the product layer isolates k_iso of its live part now, before the next cycle starts
+        _, self.isolated_per_cycle_nm = ageing.end_of_cycle(self.problem, self.catalyst)
         after = ageing.advance(self.slow, self.catalyst, self.case.ageing,
                                self._throughput(self.fem[cycle]["discharge_capacity_mAh_cm2"],
-                                                self.fem[cycle]["charge_capacity_mAh_cm2"]))
+                                                self.fem[cycle]["charge_capacity_mAh_cm2"]),
+                               self.interface_per_volume_per_um, self.isolated_per_cycle_nm)
         lc = self.case.long_cycling
         if lc.activation_energy:
             a = self.slow.catalyst_activity
             try:
-                row = activation.measure(self.problem, lc.activation_temperatures_C, a)
+                row = activation.measure_at_soc(self.problem, lc.activation_temperatures_C, a, lc.activation_soc,
+                                                lc.activation_rest_s, self.rows[start:],
+                                                self.fem[cycle]["discharge_capacity_mAh_cm2"])
             except activation.MeasurementError:
                 # a missing point of the Ea curve is no reason to lose the run
-                row = dict.fromkeys(activation.COLUMNS[1:6], math.nan)
+                row = dict.fromkeys(activation.MEASURED_COLUMNS, math.nan)
             self.activation_rows.append({"cycle": cycle, **row, "catalyst_activity": a,
                                          "catalyst_Ea_kJ_mol": self.slow.as_row(self.catalyst)["catalyst_Ea_kJ_mol"]})
         slope = trend(self._points("discharge_capacity_mAh_cm2"))
@@ -95,10 +102,12 @@ class LongCycling:
         self.slow = after
 
     def _skip(self, cycle: int) -> None:
-        """Advance the slow state over a skipped cycle with its extrapolated throughput."""
+        """Advance the slow state over a skipped cycle with its extrapolated throughput (and the
+        dead-layer growth of the last simulated cycle, LAYER_SPEC.md)."""
         discharge = predict(self._points("discharge_capacity_mAh_cm2"), cycle)
         charge = predict(self._points("charge_capacity_mAh_cm2"), cycle)
-        self.slow = ageing.advance(self.slow, self.catalyst, self.case.ageing, self._throughput(discharge, charge))
+        self.slow = ageing.advance(self.slow, self.catalyst, self.case.ageing, self._throughput(discharge, charge),
+                                   self.interface_per_volume_per_um, self.isolated_per_cycle_nm)
 
     def _throughput(self, discharge_mAh_cm2: float, charge_mAh_cm2: float) -> Throughput:
         s = self.slow.active_sulfur_fraction / self.Q_th_mAh_cm2
@@ -142,7 +151,7 @@ class LongCycling:
                       "max_balance_error_A_m2": r.max_balance_error_A_m2, "last": asdict(r.last),
                       "last_t_s": r.last_t_s},
             newton_iterations=self.problem.solver.total_iterations, wall_time_s=self.wall_before_s + wall_s,
-            cycle=self.next_cycle - 1)
+            cycle=self.next_cycle - 1, isolated_per_cycle_nm=self.isolated_per_cycle_nm)
         checkpoint.save(self.out_dir, self.comm, self.problem, state)
 
     def resume(self) -> int | None:
@@ -155,6 +164,7 @@ class LongCycling:
                 f"{self.out_dir}: the checkpoint holds {meta.cycle} cycles, more than protocol.cycles = "
                 f"{self.n_cycles}; resume with at least {meta.cycle} cycles or run afresh without --resume")
         self.slow = SlowState(**meta.slow)
+        self.isolated_per_cycle_nm = meta.isolated_per_cycle_nm
         self.next_cycle, self.next_simulated = meta.next_cycle, meta.next_simulated
         self.k_previous, self.t_s = meta.k_previous, meta.t_s
         self.fem = {int(c): v for c, v in meta.fem.items()}

@@ -3,6 +3,12 @@
     python -m fem.geometry --out meshes/quickstart_2d.msh --dimension 2 --separator-um 10 \\
         --thickness-um 30 --width-um 20 --seed 1 --size-min-um 0.4 --size-max-um 2.0
     python -m fem.geometry --toml cases/quickstart.toml --out /tmp/q.msh
+    python -m fem.geometry --toml cases/quickstart.toml --export-tiff /tmp/q.tif --voxel-um 0.1
+    python -m fem.geometry --toml cases/image_quickstart.toml --out /tmp/image.msh
+
+--export-tiff writes the cathode layer as a segmented TIFF (S=1, SE=2, C=3, void=4; one page
+per x slice in 3D) with voxels of --voxel-um, and prints the [geometry.image] keys that read
+it back; with --out the mesh is written as well. A case with [geometry.image] meshes the image.
 
 A TOML file contributes its [geometry] table (with [geometry.sulfur], .carbon, .void, .mesh);
 flags given on the command line override it.
@@ -67,8 +73,10 @@ def _main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m fem.geometry", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--toml", type=Path, help="case or geometry TOML file with a [geometry] table")
-    ap.add_argument("--out", type=Path, required=True,
+    ap.add_argument("--out", type=Path,
                     help="mesh file to write (.msh); the packing goes beside it (.json)")
+    ap.add_argument("--export-tiff", type=Path, metavar="PATH",
+                    help="write the packing as a segmented TIFF image (voxel edge --voxel-um)")
     ap.add_argument("--verbose", action="store_true", help="gmsh messages on the terminal")
     for flag, (_, _, kind) in _FLAGS.items():
         ap.add_argument("--" + flag.replace("_", "-"), type=kind)
@@ -78,11 +86,25 @@ def _main(argv=None) -> None:
         value = getattr(args, flag)
         if value is not None:
             setattr(getattr(geo, sub) if sub else geo, name, value)
+    if args.out is None and args.export_tiff is None:
+        ap.error("give --out (a mesh) and/or --export-tiff (an image)")
     _check(geo)
     packing = Packing.from_json(geo.particles_file) if geo.particles_file else generate_packing(geo)
+    if args.export_tiff is not None:
+        from fem.geometry.image import export_tiff
+        from fem.geometry.percolation import default_voxel_um
+
+        exported = export_tiff(packing, args.export_tiff, args.voxel_um or default_voxel_um(packing))
+        print(json.dumps({"tiff": str(args.export_tiff)} | exported, indent=1))
+        if args.out is None:
+            return
     for issue in near_tangencies(packing, geo.min_gap_um) if geo.mesh.mesher == "occ" else []:
         print(f"warning: nearly tangent, expect slivers: {issue}", file=sys.stderr)
     result = build_mesh(packing, geo.mesh, args.out, verbose=args.verbose)
+    if geo.image.file is not None:  # the image's own fractions and connectivity are in result
+        report = {"mesh": str(args.out), "image": str(geo.image.file)}
+        print(json.dumps(report | result, indent=1))
+        return
     targets = {"S": geo.sulfur.volume_fraction, "C": geo.carbon.volume_fraction, "void": geo.void.volume_fraction}
     report = {"mesh": str(args.out), "particles": len(packing.particles), "target_fractions": targets}
     report |= result | {"connectivity": connectivity(packing)}

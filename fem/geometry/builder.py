@@ -28,6 +28,10 @@ def build_mesh(packing: Packing, mesh: MeshConfig, msh_path: Path, verbose: bool
     Returns {"volume_fractions": per phase of the cathode layer from OCC masses,
     "mesh_volume_fractions": the same from the mesh cells, "cells", "vertices", "seconds"}.
     """
+    if hasattr(packing, "voxel_grid"):  # a segmented image (fem.geometry.image)
+        from fem.geometry.image import build_mesh_image
+
+        return build_mesh_image(packing, mesh, msh_path, verbose=verbose)
     if getattr(mesh, "mesher", "occ") == "cgal":
         from fem.geometry.labelled import build_mesh_cgal
 

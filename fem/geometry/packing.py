@@ -197,6 +197,10 @@ def _number(value, what: str) -> float:
 def _parse(data, source: str) -> Packing:
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a JSON object with box_um, separator_um, particles")
+    if "image" in data:  # the JSON beside a mesh of a segmented image
+        from fem.geometry.image import ImagePacking
+
+        return ImagePacking.from_dict(data, source)
     unknown = set(data) - {"box_um", "separator_um", "particles", "meta"}
     missing = {"box_um", "separator_um", "particles"} - set(data)
     if unknown or missing:
@@ -287,7 +291,12 @@ _BRIDGE_RESERVE = 0.15  # 3D: share of the carbon kept for branches that wire up
 
 
 def generate_packing(geo: GeometryConfig) -> Packing:
-    """A packing reaching geo's volume fractions; identical for an identical geo (seeded)."""
+    """A packing reaching geo's volume fractions; identical for an identical geo (seeded).
+    With [geometry.image] set: the segmented image instead (fem.geometry.image)."""
+    if getattr(geo, "image", None) is not None and geo.image.file is not None:
+        from fem.geometry.image import load_image_geometry
+
+        return load_image_geometry(geo)
     if geo.carbon.kind == "cylinders":
         from fem.geometry.fibres import generate_fibre_packing
 

@@ -134,6 +134,8 @@ def _labels_touching(lab: np.ndarray, region: np.ndarray) -> np.ndarray:
 
 
 def voxelize(packing: Packing, voxel_um: float | None = None) -> VoxelGrid:
+    if hasattr(packing, "voxel_grid"):  # an image (fem.geometry.image): its own voxels
+        return packing.voxel_grid(voxel_um)
     grid = VoxelGrid(packing.box_um, packing.separator_um, voxel_um or default_voxel_um(packing))
     for p in packing.particles:
         if p.kind == "cylinder":

@@ -33,6 +33,10 @@ def check_inputs(case: Case, out_dir: Path | None = None) -> list[str]:
         errors += _packing(g.particles_file, "geometry.particles_file")[1]
     if g.mesh_file is not None:
         errors += check_mesh(case)
+    if g.image.file is not None:
+        from fem.geometry.image import check_image
+
+        errors += check_image(g)
     if case.ocv.table_file is not None:
         try:
             read_ocv_table(case.ocv.table_file)

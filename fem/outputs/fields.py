@@ -12,7 +12,9 @@ Masking (NaN) convention, per vertex:
   anode face: the network that carries the cell current. SE pockets cut off from the anode
   float at other potentials; their values are in "phi_e_pockets" (finite at vertices of
   the cut-off SE cells only), so neither array squeezes the other's colour range;
-* i_reaction: finite only at the vertices of S|SE facets.
+* i_reaction: finite only at the vertices of S|SE facets;
+* with the product layer (MODEL.md 6b): delta (live layer thickness, nm) and xi (the
+  charge-transfer overpotential eta - eta_L, V), finite only at the vertices of S|SE facets.
 
 The data are gathered to rank 0 (the arrays are small next to the solve) and written there
 in the partition-independent order of the mesh file's nodes; the vertices and cells come out
@@ -30,13 +32,17 @@ from dolfinx import fem
 from fem import compat, tags
 from fem.files import replace_atomically
 from fem.physics.problem import CellProblem
-from fem.physics.spaces import FIELD_NAMES, PHI_E, PHI_S, X
+from fem.physics.spaces import DELTA, FIELD_NAMES, PHI_E, PHI_S, X
 
-FIELD_UNITS = {"phi_e": "V", "phi_s": "V", "x": "-", "i_reaction": "A/m2", "phi_e_pockets": "V"}
+FIELD_UNITS = {"phi_e": "V", "phi_s": "V", "x": "-", "i_reaction": "A/m2", "phi_e_pockets": "V",
+               "delta": "nm", "xi": "V"}
 # the order of the point arrays in each grid: ParaView colours by the first one
 POINT_ARRAYS = ("x", "phi_e", "phi_s", "i_reaction", "phi_e_pockets")
-_FIELD_OF = {"x": X, "phi_e": PHI_E, "phi_s": PHI_S, "i_reaction": PHI_E, "phi_e_pockets": PHI_E}
-_SOURCE = {"x": "x", "phi_e": "phi_e", "phi_s": "phi_s", "i_reaction": "i_reaction", "phi_e_pockets": "phi_e"}
+LAYER_POINT_ARRAYS = ("delta", "xi")  # appended when the product layer is on
+_FIELD_OF = {"x": X, "phi_e": PHI_E, "phi_s": PHI_S, "i_reaction": PHI_E, "phi_e_pockets": PHI_E,
+             "delta": DELTA, "xi": PHI_E}
+_SOURCE = {"x": "x", "phi_e": "phi_e", "phi_s": "phi_s", "i_reaction": "i_reaction", "phi_e_pockets": "phi_e",
+           "delta": "delta", "xi": "xi"}
 _CELL_TYPES = {2: ("Triangle", 3), 3: ("Tetrahedron", 4)}
 _FACET_TYPES = {2: ("Polyline", 2), 3: ("Triangle", 3)}
 
@@ -70,6 +76,12 @@ class FieldWriter:
         W, _ = problem.spaces.collapsed[PHI_E]
         self._i = fem.Function(W, name="i_reaction")
         self._i_expr = fem.Expression(problem.i_bv, W.element.interpolation_points())
+        layer = problem.layer is not None
+        self.names = POINT_ARRAYS + (LAYER_POINT_ARRAYS if layer else ())
+        self._fields = (PHI_E, PHI_S, X) + ((DELTA,) if layer else ())
+        if layer:  # xi = eta - eta_L at the same points
+            self._xi = fem.Function(W, name="xi")
+            self._xi_expr = fem.Expression(problem.xi, W.element.interpolation_points())
 
         # --- static data of this rank, in the mesh file's node numbering ("input" indices) --
         node_input = np.asarray(mesh.geometry.input_global_indices, dtype=np.int64)
@@ -84,7 +96,7 @@ class FieldWriter:
         # node; checked by coordinates, never dof == vertex index) and active marks
         self._owned = {}
         per_field = {}
-        for field in (PHI_E, PHI_S, X):
+        for field in self._fields:
             Vi, _ = problem.spaces.collapsed[field]
             dofs = Vi.dofmap.list.array.reshape(-1, nv)[:n_local_cells]
             node_of_dof = np.full(len(problem.spaces.active[field]), -1, dtype=np.int64)
@@ -136,9 +148,9 @@ class FieldWriter:
         n = len(nodes)
         self.n_points = n
         # where each rank's owned dofs go, and which vertices each array shows
-        self._where = {f: [index(g["fields"][f][0]) for g in gathered] for f in (PHI_E, PHI_S, X)}
+        self._where = {f: [index(g["fields"][f][0]) for g in gathered] for f in self._fields}
         active = {}
-        for f in (PHI_E, PHI_S, X):
+        for f in self._fields:
             a = np.zeros(n, dtype=bool)
             for g, where in zip(gathered, self._where[f]):
                 a[where] = g["fields"][f][1]
@@ -164,6 +176,8 @@ class FieldWriter:
                      "phi_e": active[PHI_E] & touching(network),
                      "phi_e_pockets": active[PHI_E] & touching(se & ~network),
                      "i_reaction": np.isin(np.arange(n), self.facets[self.facet_tags == tags.S_SE])}
+        if DELTA in active:
+            self.show.update(delta=active[DELTA], xi=self.show["i_reaction"])
         self._start_files(resume)
 
     def _start_files(self, resume):
@@ -189,7 +203,7 @@ class FieldWriter:
             f["MeshTags/phase/se_network"] = self.se_network.astype(np.int8)
             f["MeshTags/interfaces/topology"] = self.facets
             f["MeshTags/interfaces/values"] = self.facet_tags
-            for name in POINT_ARRAYS:
+            for name in self.names:
                 f.create_group(f"Function/{name}")
         replace_atomically(self.interfaces_path, self._interfaces_xdmf())
         replace_atomically(self.path, self._fields_xdmf())
@@ -198,8 +212,12 @@ class FieldWriter:
         """The current state as local arrays (name -> values of the owned dofs, NaN inactive)."""
         arrays = self.problem.field_arrays()
         self._i.interpolate(self._i_expr)
-        return {"phi_e": arrays["phi_e"][:self._owned[PHI_E]], "phi_s": arrays["phi_s"][:self._owned[PHI_S]],
-                "x": arrays["x"][:self._owned[X]], "i_reaction": self._i.x.array[:self._owned[PHI_E]].copy()}
+        out = {"phi_e": arrays["phi_e"][:self._owned[PHI_E]], "phi_s": arrays["phi_s"][:self._owned[PHI_S]],
+               "x": arrays["x"][:self._owned[X]], "i_reaction": self._i.x.array[:self._owned[PHI_E]].copy()}
+        if DELTA in self._owned:
+            self._xi.interpolate(self._xi_expr)
+            out.update(delta=arrays["delta"][:self._owned[DELTA]], xi=self._xi.x.array[:self._owned[PHI_E]].copy())
+        return out
 
     def point_arrays(self) -> dict | None:
         """On rank 0: every point array over the global vertices (masked); None elsewhere."""
@@ -207,7 +225,7 @@ class FieldWriter:
         if self.comm.rank != 0:
             return None
         out = {}
-        for name in POINT_ARRAYS:
+        for name in self.names:
             values = np.full(self.n_points, np.nan)
             field = _FIELD_OF[name]
             for g, where in zip(gathered, self._where[field]):
@@ -225,10 +243,10 @@ class FieldWriter:
             with h5py.File(self.h5_path, "a") as f:
                 dropped = [s for s in self.times if s >= t]  # a recomputed stretch (resume)
                 for s in dropped:
-                    for name in POINT_ARRAYS:
+                    for name in self.names:
                         f[f"Function/{name}"].pop(time_key(s), None)
                 self.times = [s for s in self.times if s < t] + [t]
-                for name in POINT_ARRAYS:
+                for name in self.names:
                     d = f[f"Function/{name}"].create_dataset(time_key(t), data=arrays[name])
                     d.attrs["time"] = t
                     d.attrs["unit"] = FIELD_UNITS[name]
@@ -262,7 +280,7 @@ class FieldWriter:
             points = "".join(
                 f'<Attribute Name="{name}" AttributeType="Scalar" Center="Node">'
                 f'{self._data(f"/Function/{name}/{time_key(t)}", (self.n_points,), "Float", 8)}</Attribute>\n'
-                for name in POINT_ARRAYS)
+                for name in self.names)
             grids.append(f'<Grid Name="t={t!r}" GridType="Uniform">\n<Time Value="{t!r}"/>\n'
                          f'{mesh}{points}{phase}</Grid>\n')
         return ('<?xml version="1.0"?>\n<Xdmf Version="3.0">\n<Domain>\n'

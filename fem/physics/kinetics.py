@@ -6,6 +6,9 @@ import numpy as np
 import ufl
 from scipy.optimize import brentq
 
+from fem.case import Anode
+from fem.constants import R, kelvin
+
 
 def tpb_weight(d_C, l_cat_um: float, w_min: float):
     """w(d_C) = w_min + (1 - w_min) exp(-d_C / l_cat): reaction concentrates near carbon."""
@@ -20,6 +23,11 @@ def concentration_factor(x, eps: float):
 def butler_volmer(i0, alpha_a: float, alpha_c: float, f, eta):
     """i0 [exp(alpha_a f eta) - exp(-alpha_c f eta)], f = F/RT; i > 0 is oxidation."""
     return i0 * (ufl.exp(alpha_a * f * eta) - ufl.exp(-alpha_c * f * eta))
+
+
+def anode_exchange_current_A_m2(anode: Anode, T_K: float) -> float:
+    """i0_an(T) = i0_an exp(-Ea_an/R (1/T - 1/T_ref)): the Li-In anode's Arrhenius law."""
+    return anode.i0_an_A_m2 * np.exp(-1e3 * anode.Ea_an_kJ_mol / R * (1.0 / T_K - 1.0 / kelvin(anode.T_ref_C)))
 
 
 def anode_overpotential_V(i_A_m2: float, i0_A_m2: float, alpha: float, f: float) -> float:

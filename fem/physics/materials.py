@@ -8,7 +8,7 @@ import numpy as np
 import ufl
 
 from fem.case import Materials, OCVConfig
-from fem.case.tables import read_ocv_table
+from fem.case.tables import read_factor_table, read_ocv_table
 from fem.constants import K_B_EV, M_S_KG_MOL, F, kelvin
 
 
@@ -23,9 +23,48 @@ def theoretical_capacity_mAh_g() -> float:
 
 
 def kappa_SE_S_m(materials: Materials, temperature_C: float) -> float:
-    """Arrhenius ionic conductivity of the SE, referenced to 25 degC."""
+    """Ionic conductivity of the SE from sigma T = A exp(-Ea/kT) (hopping conduction, the form
+    argyrodite data are fitted with), referenced so that kappa(25 degC) = materials.kappa_SE_S_m."""
     T, T_ref = kelvin(temperature_C), kelvin(25.0)
-    return materials.kappa_SE_S_m * np.exp(-materials.Ea_kappa_SE_eV / K_B_EV * (1.0 / T - 1.0 / T_ref))
+    return materials.kappa_SE_S_m * (T_ref / T) * np.exp(-materials.Ea_kappa_SE_eV / K_B_EV * (1.0 / T - 1.0 / T_ref))
+
+
+@dataclass(frozen=True)
+class LithiationLaw:
+    """The x-dependence of sigma_S or D_S (MODEL.md section 3): value(x) = prefactor * f(x) with
+
+    * "constant": f = 1 (the prefactor itself goes into the form, unchanged);
+    * "power": f = (1 - x)^n, 1 - x floored at POWER_FLOOR so that f stays finite and positive
+      for any Newton iterate (x slightly beyond 1, or n < 0);
+    * "table": f from the (x, factor) table, ln(f) linear between rows, constant beyond the ends.
+
+    The prefactor stays a fem.Constant, so a fit that varies it reuses the compiled forms.
+    """
+
+    law: str = "constant"
+    exponent: float = 1.0
+    table: tuple[np.ndarray, np.ndarray] | None = None  # (x, ln(factor))
+
+    POWER_FLOOR = 1e-3
+
+    @classmethod
+    def from_materials(cls, materials: Materials, prop: str) -> LithiationLaw:
+        """The law of `prop`, "sigma_S" or "D_S", from the [materials] keys <prop>_law etc."""
+        law = getattr(materials, f"{prop}_law")
+        table = None
+        if law == "table":
+            xs, factors = read_factor_table(getattr(materials, f"{prop}_table_file"))
+            table = (xs, np.log(factors))
+        return cls(law, getattr(materials, f"{prop}_exponent"), table)
+
+    def ufl(self, prefactor, x):
+        if self.law == "constant":
+            return prefactor
+        if self.law == "power":
+            return prefactor * ufl.max_value(1.0 - x, self.POWER_FLOOR) ** self.exponent
+        xs, ln_f = self.table
+        inside = ufl.min_value(ufl.max_value(x, xs[0]), xs[-1])
+        return prefactor * ufl.exp(_piecewise_linear(inside, xs, ln_f, max_value=ufl.max_value))
 
 
 @dataclass(frozen=True)

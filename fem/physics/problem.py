@@ -4,6 +4,11 @@ Mesh coordinates X are in micrometres (x_phys = L X, L = 1 um); the equations ar
 X with the length scale applied explicitly. The three residuals are scaled to comparable
 magnitudes: the potential equations are divided by L^(d-1) (entries in A/m2 * um), the
 lithiation equation by c_max L^d and multiplied by a reference time.
+
+With [product_layer] enabled (MODEL.md section 6b, fem/physics/layer.py) two interface fields
+join: the layer's ohmic drop eta_L and its live thickness delta (nm); their residuals are
+integrals over S|SE (the relation in thermal voltages, the thickness as a current density).
+Disabled, the space and the forms are exactly those without the layer.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ from petsc4py import PETSc
 
 from fem import compat, tags
 from fem.case import Case
-from fem.case.catalysts import Catalyst, exchange_current_A_m2
+from fem.case.catalysts import Catalyst, exchange_current_A_m2, layer_oxidation_rate_per_s
 from fem.constants import A_M2_PER_MA_CM2, MG_CM2_PER_KG_M2, UM, F, R, kelvin
 from fem.mesh import CellMesh
-from fem.physics import kinetics
-from fem.physics.materials import OCV, c_max_mol_m3, kappa_SE_S_m
-from fem.physics.spaces import PHI_E, PHI_S, X, build_spaces, field_index_sets
+from fem.physics import kinetics, layer
+from fem.physics.materials import OCV, LithiationLaw, c_max_mol_m3, kappa_SE_S_m
+from fem.physics.spaces import DELTA, ETA_L, PHI_E, PHI_S, X, build_spaces, field_index_sets
 
 T_REF_S = 100.0  # time scale of the lithiation residual (conditioning only)
 FACET_QUADRATURE_DEGREE = 4  # exp/ln terms: UFL would pick 7-13 (PLATFORM.md)
@@ -39,12 +44,14 @@ class Measurement:
     I_storage_A_m2: float  # c_max F d<x>/dt V_S
     mean_x: float
     mean_eta_V: float
+    I_layer_A_m2: float = 0.0  # 2 F c_L d(integral delta dA)/dt: the product layer's storage
 
     @property
     def balance_error_A_m2(self) -> float:
         """Largest gap between the anode current and the interface, collector and storage
-        currents (MODEL.md section 9); NaN if any is NaN."""
-        gaps = [abs(I - self.I_A_m2) for I in (self.I_reaction_A_m2, self.I_collector_A_m2, self.I_storage_A_m2)]
+        currents, the storage including the product layer's (MODEL.md section 9); NaN if any is NaN."""
+        stored = self.I_storage_A_m2 + self.I_layer_A_m2
+        gaps = [abs(I - self.I_A_m2) for I in (self.I_reaction_A_m2, self.I_collector_A_m2, stored)]
         return float("nan") if any(g != g for g in gaps) else max(gaps)
 
 
@@ -59,7 +66,9 @@ class CellProblem:
         self._extra_residual = extra_residual
         mesh, comm = cell.mesh, cell.mesh.comm
         self.comm = comm
-        self.spaces = build_spaces(mesh, cell.cell_tags, cell.facet_tags)
+        pl = case.product_layer
+        self.layer_config = pl if pl.enabled else None
+        self.spaces = build_spaces(mesh, cell.cell_tags, cell.facet_tags, layer=pl.enabled)
         V = self.spaces.V
         self.u, self.u_n = fem.Function(V), fem.Function(V)
         # the accepted state before u_n and its step: a linear predictor for Newton's first guess
@@ -79,19 +88,31 @@ class CellProblem:
         self.f = const(1.0)  # F/RT
         self.kappa = const(1.0)
         self.i0 = const(1.0)  # catalyst exchange current density, A/m2
+        self.i0_an = const(case.anode.i0_an_A_m2)  # anode exchange current density at T, A/m2
         self.f_c = const(1.0)  # S|SE contact factor (ageing, MODEL.md section 6)
         # constants, not literals: a fit that varies them reuses the compiled forms
         self.D_S = const(case.materials.D_S_m2_s)
         self.sigma_C = const(case.materials.sigma_C_S_m)
         self.sigma_S = const(case.materials.sigma_S_S_m)
+        # the product layer (used in the forms only when enabled)
+        self.sigma_L, self.psi = const(pl.sigma_L_S_m), const(pl.psi)
+        self.k_ox = const(0.0)  # 1/s, follows the catalyst (set_temperature)
+        self.delta_dead = const(0.0)  # nm, isolated layer: a slow variable (fem.cycling)
         self.set_temperature(case.conditions.temperature_C)
 
         self.d_C = self._distance_to_carbon(mesh)
         self._build_forms(mesh)
-        self.solver = solver_factory(self.F_form, self.J_form, self.u, self.bcs, comm)
-        if hasattr(self.solver, "set_field_splits"):
-            self.solver.set_field_splits(field_index_sets(self.spaces))
+        self._solver_factory = solver_factory
+        self.solver = self.new_solver()
         self._set_initial_state(case.conditions.initial_lithiation)
+
+    def new_solver(self):
+        """A fresh nonlinear solver for these forms (with the field splits a block
+        preconditioner needs: a fieldsplit solver made without them fails with PETSc error 77)."""
+        solver = self._solver_factory(self.F_form, self.J_form, self.u, self.bcs, self.comm)
+        if hasattr(solver, "set_field_splits"):
+            solver.set_field_splits(field_index_sets(self.spaces))
+        return solver
 
     # --- set-up -------------------------------------------------------------------------
 
@@ -112,23 +133,38 @@ class CellProblem:
         ds = ufl.Measure("ds", domain=mesh, subdomain_data=ft, metadata=md)
         self.dx, self.dS, self.ds = dx, dS, ds
 
-        phi_e, phi_s, x = ufl.split(self.u)
-        x_n = ufl.split(self.u_n)[X]
-        self.fields = (phi_e, phi_s, x)
+        fields, fields_n = ufl.split(self.u), ufl.split(self.u_n)
+        phi_e, phi_s, x = fields[:3]
+        x_n = fields_n[X]
+        self.fields = tuple(fields)
         grad, inner = ufl.grad, ufl.inner
         L = UM
 
         # eta = phi_s - phi_e - U(x); the fields are continuous, so either facet side will do
         eta = phi_s - phi_e - self.ocv.ufl(x)
+        pl = self.layer_config
+        # xi = eta - eta_L: the charge-transfer overpotential behind the layer's ohmic drop (6b)
+        xi = eta if pl is None else eta - fields[ETA_L]
         w = kinetics.tpb_weight(self.d_C, k.l_cat_um, k.w_min)
         g = kinetics.concentration_factor(x, k.g_eps)
-        i_bv = kinetics.butler_volmer(self.i0 * self.f_c * w * g, k.alpha_a, k.alpha_c, self.f, eta)
+        i_bv = kinetics.butler_volmer(self.i0 * self.f_c * w * g, k.alpha_a, k.alpha_c, self.f, xi)
         i = i_bv("+")
+        self.xi = xi
+        # the interface laws of the layer hold at each S|SE vertex (fem/physics/layer.py)
+        dS_v = ufl.Measure("dS", domain=mesh, subdomain_data=ft, metadata=layer.vertex_rule(mesh.topology.dim))
+        if pl is not None:
+            eta_L, delta, delta_n = fields[ETA_L]("+"), fields[DELTA]("+"), fields_n[DELTA]("+")
+            # psi [-i]+ - i_L: the part of i stored in the layer, the rest (i_x) enters S
+            s_L = layer.layer_source(i, delta, self.k_ox, self.psi, pl.c_L_mol_m3, F)
         # anode: uniform current (CC) or Butler-Volmer Robin condition at phi_an (CV)
         eta_an = self.phi_an - phi_e - an.U_an_V
-        i_an_bv = kinetics.butler_volmer(an.i0_an_A_m2, an.alpha, 1.0 - an.alpha, self.f, eta_an)
+        i_an_bv = kinetics.butler_volmer(self.i0_an, an.alpha, 1.0 - an.alpha, self.f, eta_an)
         i_an = self.galvanostatic * self.i_app + (1.0 - self.galvanostatic) * i_an_bv
         self.eta, self.i_bv, self.i_an = eta, i_bv, i_an
+        # sigma_S(x), D_S(x): the case's lithiation laws on the constant prefactors
+        sigma_S = LithiationLaw.from_materials(self.case.materials, "sigma_S").ufl(self.sigma_S, x)
+        D_S = LithiationLaw.from_materials(self.case.materials, "D_S").ufl(self.D_S, x)
+        self.sigma_S_x, self.D_S_x = sigma_S, D_S
 
         def residual_e(v_e):
             # SE: -div(kappa grad phi_e) = 0; i enters the SE at S|SE, i_an at the anode
@@ -136,21 +172,36 @@ class CellProblem:
                 - i * v_e("+") * dS(tags.S_SE) - i_an * v_e * ds(tags.ANODE)
 
         def residual_s(v_s):
-            # C and S: -div(sigma grad phi_s) = 0; i leaves S as electronic current at S|SE
+            # C and S: -div(sigma grad phi_s) = 0, sigma_S(x) in S; i leaves S as electronic current at S|SE
             return (self.sigma_C / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.C) \
-                + (self.sigma_S / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.S) \
+                + (sigma_S / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.S) \
                 + i * v_s("+") * dS(tags.S_SE)
 
         def residual_x(q):
-            # S: c_max dx/dt = div(c_max D grad x), outward Li flux -c_max D grad x.n = i/F
-            return T_REF_S * ((x - x_n) / self.dt * q * dx(tags.S)
-                              + (self.D_S / L**2) * inner(grad(x), grad(q)) * dx(tags.S)
-                              + i / (L * F * self.c_max) * q("+") * dS(tags.S_SE))
+            # S: c_max dx/dt = div(c_max D(x) grad x), outward Li flux -c_max D grad x.n = i/F
+            r = T_REF_S * ((x - x_n) / self.dt * q * dx(tags.S)
+                           + (D_S / L**2) * inner(grad(x), grad(q)) * dx(tags.S)
+                           + i / (L * F * self.c_max) * q("+") * dS(tags.S_SE))
+            if pl is not None:
+                # with the layer the flux is i_x = i + psi [-i]+ - i_L (6b)
+                r = r + T_REF_S * s_L / (L * F * self.c_max) * q("+") * dS_v(tags.S_SE)
+            return r
 
-        v_e, v_s, q = ufl.TestFunctions(V)
+        def residual_layer(v_L, v_d):
+            R_L = layer.resistance_ohm_m2(delta, self.delta_dead, self.sigma_L)
+            # eta_L = i R_L, R_L = (delta + delta_dead)/sigma_L: the ohmic drop (6b), in units of RT/F
+            drop = self.f * (eta_L - i * R_L) * v_L("+") * dS_v(tags.S_SE)
+            # 2 F c_L d delta/dt = psi [-i]+ - i_L: growth on discharge, catalyst-limited removal on charge
+            stored = 2.0 * F * pl.c_L_mol_m3 * layer.NM * (delta - delta_n) / self.dt
+            return drop + (stored - s_L) * v_d("+") * dS_v(tags.S_SE)
+
+        tests = ufl.TestFunctions(V)
+        v_e, v_s, q = tests[:3]
         total = residual_e(v_e) + residual_s(v_s) + residual_x(q)
+        if pl is not None:
+            total = total + residual_layer(tests[ETA_L], tests[DELTA])
         if self._extra_residual is not None:
-            total = total + self._extra_residual(self, (v_e, v_s, q))
+            total = total + self._extra_residual(self, tuple(tests))
         self.F_form = compat.form(total)
         self.J_form = compat.form(ufl.derivative(total, self.u, ufl.TrialFunction(V)))
 
@@ -180,10 +231,18 @@ class CellProblem:
             "int_eta": eta("+") * dS(tags.S_SE),
             "collector": residual_s(self.w_cc),
         }
+        if pl is not None:
+            forms["int_ddelta_dt"] = (delta - delta_n) / self.dt * dS(tags.S_SE)
+            forms["int_delta"] = delta * dS(tags.S_SE)
         self._functionals = {k: compat.form(v) for k, v in forms.items()}
         self.area_anode_um = self._integral("area_anode")
         self.area_interface_um = self._integral("area_interface")
         self.volume_S_um = self._integral("volume_S")
+        self.layer = None
+        if pl is not None:
+            _, to_parent = self.spaces.collapsed[DELTA]
+            self.layer = layer.ProductLayer(self, self.delta_dead, to_parent[self.spaces.active[DELTA]],
+                                            self._functionals["int_delta"], self.area_interface_um)
 
     def _integral(self, name) -> float:
         return compat.assemble_scalar(self._functionals[name], self.comm)
@@ -191,7 +250,10 @@ class CellProblem:
     def _set_initial_state(self, x0: float):
         """Uniform lithiation x0 at rest: phi_s = 0, phi_e = -U(x0) so that eta = 0."""
         U0 = float(self.ocv.numpy(x0))
-        for field, value in ((PHI_E, -U0), (PHI_S, 0.0), (X, x0)):
+        values = [(PHI_E, -U0), (PHI_S, 0.0), (X, x0)]
+        if self.layer_config is not None:
+            values += [(ETA_L, 0.0), (DELTA, self.layer_config.initial_delta_nm)]  # no current: no drop
+        for field, value in values:
             _, to_parent = self.spaces.collapsed[field]
             active = self.spaces.active[field]
             self.u.x.array[to_parent[active]] = value
@@ -207,6 +269,8 @@ class CellProblem:
         self.f.value = F / (R * T)
         self.kappa.value = kappa_SE_S_m(self.case.materials, temperature_C)
         self.i0.value = exchange_current_A_m2(self.catalyst, T, activity)
+        self.i0_an.value = kinetics.anode_exchange_current_A_m2(self.case.anode, T)
+        self.k_ox.value = layer_oxidation_rate_per_s(self.catalyst, T, activity)
 
     def set_current(self, i_app_A_m2: float):
         self.galvanostatic.value = 1.0
@@ -280,13 +344,16 @@ class CellProblem:
         if self.is_galvanostatic:
             I = float(self.i_app.value)
             mean_phi_e = self._integral("int_phi_e_anode") / A
-            eta_an = kinetics.anode_overpotential_V(I, an.i0_an_A_m2, an.alpha, f)
+            eta_an = kinetics.anode_overpotential_V(I, float(self.i0_an.value), an.alpha, f)
             phi_an = mean_phi_e + an.U_an_V + eta_an
         else:
             I = self._integral("int_i_an") / A
             phi_an = float(self.phi_an.value)
         # volume integrals carry one more power of L than the per-area normalisation
         storage = self.c_max * F * UM * self._integral("int_dxdt") / A
+        pl = self.layer_config
+        # the S|SE integral over the anode area carries no L; delta is in nm
+        I_layer = 0.0 if pl is None else 2.0 * F * pl.c_L_mol_m3 * layer.NM * self._integral("int_ddelta_dt") / A
         return Measurement(
             I_A_m2=I,
             V=-phi_an,
@@ -295,6 +362,7 @@ class CellProblem:
             I_storage_A_m2=storage,
             mean_x=self._integral("int_x") / self.volume_S_um,
             mean_eta_V=self._integral("int_eta") / self.area_interface_um,
+            I_layer_A_m2=I_layer,
         )
 
     # --- cell properties ----------------------------------------------------------------
@@ -313,9 +381,9 @@ class CellProblem:
         return i_A_m2 / A_M2_PER_MA_CM2
 
     def field_arrays(self) -> dict:
-        """Local values of each field with NaN where it is inactive (for output)."""
+        """Local values of each field with NaN where it is inactive (for output; delta in nm)."""
         out = {}
-        for field, name in enumerate(("phi_e", "phi_s", "x")):
+        for field, name in enumerate(self.spaces.names):
             _, to_parent = self.spaces.collapsed[field]
             values = self.u.x.array[to_parent].copy()
             values[~self.spaces.active[field]] = np.nan

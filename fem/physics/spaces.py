@@ -6,6 +6,11 @@ also pinned on networks of its phases that no boundary condition or interface re
 reaches (SE pockets touching neither S|SE nor the anode, carbon touching neither the collector
 nor sulfur that reacts): their potential is undetermined, a singular block of the Jacobian
 that MUMPS tolerated and AMG does not, and they carry no current.
+
+With the Li2S product layer (MODEL.md section 6b) two interface fields follow: eta_L, the
+ohmic drop across the layer (V), and delta, the live layer thickness (nm). They live in the
+same P1 space but are active only at the vertices of S|SE facets (every other dof pinned), and
+their equations are integrals over S|SE only: a P1 field on the interface.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from fem import compat, tags
 
 PHI_E, PHI_S, X = 0, 1, 2
 FIELD_NAMES = ("phi_e", "phi_s", "x")
+ETA_L, DELTA = 3, 4  # the product layer's interface fields, after the three above
+LAYER_FIELD_NAMES = ("eta_L", "delta")
 ACTIVE_PHASES = {PHI_E: (tags.SE,), PHI_S: (tags.C, tags.S), X: (tags.S,)}
 # facets whose condition fixes a potential's level: a network touching none of them floats
 ANCHORS = {PHI_E: (tags.S_SE, tags.ANODE), PHI_S: (tags.S_SE, tags.COLLECTOR)}
@@ -33,6 +40,11 @@ class Spaces:
     active: list  # per field: bool array over the collapsed space's local dofs
     pin_bcs: list  # zero Dirichlet conditions on the inactive dofs of every field
     floating_dofs: list  # per field: dofs pinned because their network floats (global count)
+    names: tuple = FIELD_NAMES  # of the fields, in the order of V's subspaces
+
+    @property
+    def has_layer(self) -> bool:
+        return len(self.names) > len(FIELD_NAMES)
 
 
 def cells_of(cell_tags, phases) -> np.ndarray:
@@ -47,6 +59,15 @@ def active_dof_marker(Vi, cells: np.ndarray) -> np.ndarray:
     """
     marker = fem.Function(Vi)
     marker.x.array[compat.cell_dofs(Vi, cells)] = 1.0
+    compat.scatter_add_then_forward(marker)
+    return marker.x.array > 0.5
+
+
+def facet_dof_marker(Vi, facets: np.ndarray, fdim: int) -> np.ndarray:
+    """True at the dofs of Vi on the given facets, on any rank (summed into the owners and
+    copied back, as in active_dof_marker: a rank may hold a dof but not the facet)."""
+    marker = fem.Function(Vi)
+    marker.x.array[compat.facet_dofs(Vi, facets, fdim)] = 1.0
     compat.scatter_add_then_forward(marker)
     return marker.x.array > 0.5
 
@@ -88,12 +109,22 @@ def anchored_dof_marker(Vi, cells: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         count = new
 
 
-def build_spaces(mesh, cell_tags, facet_tags=None) -> Spaces:
-    """The spaces, active dofs and pins; with facet_tags, floating networks are pinned too."""
-    V = compat.mixed_p1_space(mesh, 3)
+def build_spaces(mesh, cell_tags, facet_tags=None, layer: bool = False) -> Spaces:
+    """The spaces, active dofs and pins; with facet_tags, floating networks are pinned too.
+    layer: add the product layer's interface fields (needs facet_tags)."""
+    names = FIELD_NAMES + (LAYER_FIELD_NAMES if layer else ())
+    V = compat.mixed_p1_space(mesh, len(names))
     collapsed, active, bcs, floating = [], [], [], []
     fdim = mesh.topology.dim - 1
-    for field in (PHI_E, PHI_S, X):
+    for field in range(len(names)):
+        if field >= len(FIELD_NAMES):
+            Vi, to_parent = compat.collapse(V.sub(field))
+            is_active = facet_dof_marker(Vi, facet_tags.indices[facet_tags.values == tags.S_SE], fdim)
+            collapsed.append((Vi, to_parent))
+            active.append(is_active)
+            floating.append(0)
+            bcs.append(compat.zero_bc(to_parent[~is_active], V.sub(field)))
+            continue
         Vi, to_parent = compat.collapse(V.sub(field))
         cells = cells_of(cell_tags, ACTIVE_PHASES[field])
         is_active = active_dof_marker(Vi, cells)
@@ -108,7 +139,7 @@ def build_spaces(mesh, cell_tags, facet_tags=None) -> Spaces:
         active.append(is_active)
         floating.append(n_floating)
         bcs.append(compat.zero_bc(to_parent[~is_active], V.sub(field)))
-    return Spaces(V, collapsed, active, bcs, floating)
+    return Spaces(V, collapsed, active, bcs, floating, names)
 
 
 def field_index_sets(spaces: Spaces) -> dict[str, np.ndarray]:
@@ -117,7 +148,7 @@ def field_index_sets(spaces: Spaces) -> dict[str, np.ndarray]:
     im = spaces.V.dofmap.index_map
     offset, owned = im.local_range[0], im.size_local
     splits, pinned = {}, []
-    for name, (Vi, to_parent), active in zip(FIELD_NAMES, spaces.collapsed, spaces.active):
+    for name, (Vi, to_parent), active in zip(spaces.names, spaces.collapsed, spaces.active):
         parent = to_parent[:compat.owned_size(Vi)]
         keep = parent < owned  # owned in the collapsed space and in the mixed one
         on = active[:compat.owned_size(Vi)] & keep

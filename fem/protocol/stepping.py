@@ -14,7 +14,6 @@ from fem.case import SolverConfig
 from fem.case.steps import Step
 from fem.physics.problem import CellProblem, Measurement
 from fem.physics.spaces import X
-from fem.solver import NewtonSolver
 
 GROWTH_MAX = 2.0  # largest growth of dt from one step to the next
 SHRINK_ON_FAILURE = 0.25
@@ -145,7 +144,7 @@ class StepRunner:
     def _renew_solver(self):
         p, old = self.problem, self.problem.solver
         p.u.x.array[:] = p.u_n.x.array
-        p.solver = NewtonSolver(p.F_form, p.J_form, p.u, p.bcs, p.comm, self.config)
+        p.solver = p.new_solver()
         p.solver.total_iterations = old.total_iterations
         # PETSc's options database is bounded: the old solver's prefixed options go with it
         prefix = old.snes.getOptionsPrefix()

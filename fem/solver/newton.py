@@ -152,7 +152,11 @@ class NewtonSolver:
         """Newton from u; full steps failing, once more from u with the fallback line search."""
         start = self.u.x.array.copy()  # the iterates pass through u
         reason, iterations = self._solve_from_u()
-        if reason < 0 and reason != PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE:
+        if reason < 0:
+            # a full step that overshoots can make the next Jacobian non-finite (LU fails):
+            # that start is retried with the line search too
+            if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE:
+                self._reset_factorisation()
             self.u.x.array[:] = start
             options, key = PETSc.Options(), self.snes.getOptionsPrefix() + "snes_linesearch_type"
             first = options.getString(key, "basic")
@@ -166,7 +170,17 @@ class NewtonSolver:
         self.last_reason = reason  # < 0: why it failed (e.g. DIVERGED_LINEAR_SOLVE = -3)
         if reason > 0:
             self._copy_in(self.x)
+        elif reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE:
+            self._reset_factorisation()
         return reason > 0, iterations
+
+    def _reset_factorisation(self):
+        """After a failed LU factorisation PETSc's MUMPS interface skips every later numeric
+        factorisation with the same pattern (the failure code stays set): drop the factor so
+        the next solve analyses the matrix afresh."""
+        pc = self.snes.getKSP().getPC()
+        if pc.getType() in ("lu", "cholesky"):
+            pc.reset()
 
     def _solve_from_u(self):
         self.u.vector.copy(self.x)

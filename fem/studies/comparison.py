@@ -4,7 +4,9 @@ A comparison file is an ordinary case file plus a [comparison] table listing the
 Each catalyst runs as its own case (kinetics.catalyst replaced, cycles in voltage_cycles
 simulated in full) into <out>/<catalyst>/; a failing run is recorded and the others go on.
 Resumed, each run continues from its own checkpoint, so finished catalysts are not run again.
-<out> gets comparison.csv (COLUMNS), comparison.json and the figures
+Ea and R_ct are those of activation_energy.csv (at long_cycling.activation_soc, R_ct at the case
+temperature) after the first and the last simulated cycle. <out> gets comparison.csv (COLUMNS),
+comparison.json and the figures
 comparison_retention.png, comparison_voltage.png and comparison_Ea.png.
 """
 
@@ -19,26 +21,92 @@ import numpy as np
 
 from fem.case import Case
 
-COLUMNS = ["catalyst", "status", "capacity_cycle_1_mAh_gS", "capacity_cycle_10_mAh_gS", "capacity_last_mAh_gS",
-           "retention", "mean_discharge_voltage_cycle_1_V", "mean_discharge_voltage_last_V", "Ea_first_kJ_mol",
-           "Ea_last_kJ_mol", "catalyst_activity_last", "simulated_cycles", "wall_time_s", "error"]
+# what one finished run reports in a study's table (a comparison's, a sweep's): column, heading, format
+METRICS = [("capacity_cycle_1_mAh_gS", "mAh/gS cycle 1", ".0f"), ("capacity_cycle_10_mAh_gS", "cycle 10", ".0f"),
+           ("capacity_last_mAh_gS", "last", ".0f"), ("retention", "retention", ".4f"),
+           ("mean_discharge_voltage_cycle_1_V", "mean discharge V cycle 1", ".4f"),
+           ("mean_discharge_voltage_last_V", "last", ".4f"), ("Ea_first_kJ_mol", "Ea kJ/mol first", ".1f"),
+           ("Ea_last_kJ_mol", "last", ".1f"), ("R_ct_first_ohm_cm2", "R_ct ohm cm2 first", ".1f"),
+           ("R_ct_last_ohm_cm2", "last", ".1f"), ("catalyst_activity_last", "activity last", ".3f")]
+METRIC_COLUMNS = [m[0] for m in METRICS] + ["simulated_cycles", "wall_time_s"]
+COLUMNS = ["catalyst", "status", *METRIC_COLUMNS, "error"]
+
+
+def single_case(case: Case) -> Case:
+    """A copy of a study's case as one ordinary run: no [comparison] list of its own, and the
+    comparison's voltage_cycles simulated in full when the case is a comparison."""
+    one = copy.deepcopy(case)
+    if one.comparison.catalysts:
+        n = one.protocol.cycles
+        wanted = {c for c in one.comparison.voltage_cycles if c <= n} | set(one.long_cycling.simulate_cycles)
+        one.long_cycling.simulate_cycles = sorted(wanted)
+    one.comparison.catalysts = []  # each run is an ordinary case
+    return one
 
 
 def catalyst_case(case: Case, catalyst: str) -> Case:
-    one = copy.deepcopy(case)
+    one = single_case(case)
     one.name = f"{case.name}_{catalyst}"
     one.kinetics.catalyst = catalyst
-    one.comparison.catalysts = []  # each run is an ordinary case of one catalyst
-    n = one.protocol.cycles
-    wanted = {c for c in case.comparison.voltage_cycles if c <= n} | set(one.long_cycling.simulate_cycles)
-    one.long_cycling.simulate_cycles = sorted(wanted)
     return one
+
+
+def run_metrics(folder: Path) -> dict:
+    """METRIC_COLUMNS of the finished run in folder (cycles.csv, activation_energy.csv, summary.json)."""
+    import json
+
+    from fem.outputs.tables import read_csv_rows
+
+    folder = Path(folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    cycles = read_csv_rows(folder / "cycles.csv")
+    ea = read_csv_rows(folder / "activation_energy.csv") if (folder / "activation_energy.csv").is_file() else []
+    cap = [r["discharge_capacity_mAh_gS"] for r in cycles]
+    return dict(capacity_cycle_1_mAh_gS=cap[0], capacity_cycle_10_mAh_gS=cap[min(10, len(cap)) - 1],
+                capacity_last_mAh_gS=cap[-1], retention=summary["retention"],
+                mean_discharge_voltage_cycle_1_V=cycles[0]["mean_discharge_voltage_V"],
+                mean_discharge_voltage_last_V=cycles[-1]["mean_discharge_voltage_V"],
+                Ea_first_kJ_mol=ea[0]["Ea_kJ_mol"] if ea else None,
+                Ea_last_kJ_mol=ea[-1]["Ea_kJ_mol"] if ea else None,
+                R_ct_first_ohm_cm2=ea[0]["R_ct_ohm_cm2"] if ea else None,
+                R_ct_last_ohm_cm2=ea[-1]["R_ct_ohm_cm2"] if ea else None,
+                catalyst_activity_last=cycles[-1]["catalyst_activity"],
+                simulated_cycles=summary["simulated_cycles"],
+                wall_time_s=summary["wall_time_s"])  # includes the time before a resume
+
+
+def load_runs(folders: dict) -> dict:
+    """label -> {"cycles", "timeseries", "Ea"} rows of each finished run folder, for comparison_plots."""
+    from fem.outputs.tables import read_csv_rows
+
+    return {label: {"cycles": read_csv_rows(f / "cycles.csv"), "timeseries": read_csv_rows(f / "timeseries.csv"),
+                    "Ea": (read_csv_rows(f / "activation_energy.csv")
+                           if (f / "activation_energy.csv").is_file() else [])}
+            for label, f in ((label, Path(f)) for label, f in folders.items())}
+
+
+FIGURES = ("retention", "voltage", "Ea")  # a comparison's; a sweep also has "cycle1"
+
+
+def plot_runs(runs: dict, voltage_cycles: list[int], out_dir: Path, prefix: str, title: str,
+              figures=FIGURES) -> list[Path]:
+    """The figures of a study, <prefix>_<figure>.png (fem.studies.comparison_plots)."""
+    from fem.studies import comparison_plots as plots_comparison
+
+    draw = {"retention": lambda path: plots_comparison.retention(runs, path, title),
+            "voltage": lambda path: plots_comparison.voltage(runs, voltage_cycles, path, title),
+            "Ea": lambda path: plots_comparison.activation_energy(runs, path, title),
+            "cycle1": lambda path: plots_comparison.first_cycle(runs, path, title)}
+    paths = []
+    for name in figures:
+        paths.append(out_dir / f"{prefix}_{name}.png")
+        draw[name](paths[-1])
+    return paths
 
 
 def run_comparison(case: Case, out_dir: Path, comm, resume: bool = False) -> list[dict]:
     """Run every catalyst; resume: continue each from the checkpoint in its folder, if any."""
     from fem.cycling import checkpoint
-    from fem.outputs.tables import read_csv_rows
     from fem.simulation import run
 
     out_dir = Path(out_dir)
@@ -50,20 +118,8 @@ def run_comparison(case: Case, out_dir: Path, comm, resume: bool = False) -> lis
         try:
             # a catalyst the interrupted comparison never started starts afresh
             started = comm.bcast(checkpoint.exists(folder) if comm.rank == 0 else None, root=0)
-            summary = run(catalyst_case(case, name), folder, comm, resume=resume and started)
-            cycles = read_csv_rows(folder / "cycles.csv")
-            ea = read_csv_rows(folder / "activation_energy.csv") if (folder / "activation_energy.csv").is_file() else []
-            cap = [r["discharge_capacity_mAh_gS"] for r in cycles]
-            row.update(status="ok", capacity_cycle_1_mAh_gS=cap[0], capacity_cycle_10_mAh_gS=cap[min(10, len(cap)) - 1],
-                       capacity_last_mAh_gS=cap[-1], retention=summary["retention"],
-                       mean_discharge_voltage_cycle_1_V=cycles[0]["mean_discharge_voltage_V"],
-                       mean_discharge_voltage_last_V=cycles[-1]["mean_discharge_voltage_V"],
-                       Ea_first_kJ_mol=ea[0]["Ea_kJ_mol"] if ea else None,
-                       Ea_last_kJ_mol=ea[-1]["Ea_kJ_mol"] if ea else None,
-                       catalyst_activity_last=cycles[-1]["catalyst_activity"],
-                       simulated_cycles=summary["simulated_cycles"],
-                       # includes the time before a resume
-                       wall_time_s=summary["wall_time_s"])
+            run(catalyst_case(case, name), folder, comm, resume=resume and started)
+            row.update(status="ok", **run_metrics(folder))
             if comm.rank == 0:
                 (folder / "error.txt").unlink(missing_ok=True)  # from an earlier, failed attempt
         except Exception as err:  # a failed catalyst is reported, the comparison goes on
@@ -79,39 +135,29 @@ def run_comparison(case: Case, out_dir: Path, comm, resume: bool = False) -> lis
 
 
 def _write(out_dir: Path, case: Case, results: list[dict]) -> None:
-    from fem.outputs.tables import read_csv_rows, write_summary_json, write_table
+    from fem.outputs.tables import write_summary_json, write_table
 
     write_table(out_dir / "comparison.csv", COLUMNS, [{c: r.get(c) for c in COLUMNS} for r in results])
     write_summary_json(out_dir / "comparison.json", {"case": case.name, "results": results})
-    ok = [r["catalyst"] for r in results if r["status"] == "ok"]
-    runs = {name: {"cycles": read_csv_rows(out_dir / name / "cycles.csv"),
-                   "timeseries": read_csv_rows(out_dir / name / "timeseries.csv"),
-                   "Ea": (read_csv_rows(out_dir / name / "activation_energy.csv")
-                          if (out_dir / name / "activation_energy.csv").is_file() else [])}
-            for name in ok}
+    runs = load_runs({r["catalyst"]: out_dir / r["catalyst"] for r in results if r["status"] == "ok"})
     if runs:
-        from fem.studies import comparison_plots as plots_comparison
-        plots_comparison.retention(runs, out_dir / "comparison_retention.png", case.name)
-        plots_comparison.voltage(runs, case.comparison.voltage_cycles, out_dir / "comparison_voltage.png", case.name)
-        plots_comparison.activation_energy(runs, out_dir / "comparison_Ea.png", case.name)
+        plot_runs(runs, case.comparison.voltage_cycles, out_dir, "comparison", case.name)
     (out_dir / "comparison.md").write_text(markdown_table(results))
 
 
 def markdown_table(results: list[dict]) -> str:
     """The summary table for a terminal or a report."""
-    head = ("| catalyst | status | mAh/gS cycle 1 | cycle 10 | last | retention | mean discharge V cycle 1 "
-            "| last | Ea kJ/mol first | last | activity last |\n")
-    head += "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    return markdown(results, ["catalyst", "status"])
 
+
+def markdown(rows: list[dict], lead: list[str]) -> str:
+    """A Markdown table: the `lead` columns as they are, then METRICS formatted."""
     def f(v, fmt):
         return "" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
 
-    for r in results:
-        cells = [r["catalyst"], r["status"]] + [
-            f(r.get(key), fmt) for key, fmt in (
-                ("capacity_cycle_1_mAh_gS", ".0f"), ("capacity_cycle_10_mAh_gS", ".0f"),
-                ("capacity_last_mAh_gS", ".0f"), ("retention", ".4f"),
-                ("mean_discharge_voltage_cycle_1_V", ".4f"), ("mean_discharge_voltage_last_V", ".4f"),
-                ("Ea_first_kJ_mol", ".1f"), ("Ea_last_kJ_mol", ".1f"), ("catalyst_activity_last", ".3f"))]
-        head += "| " + " | ".join(cells) + " |\n"
-    return head
+    text = "| " + " | ".join(lead + [m[1] for m in METRICS]) + " |\n"
+    text += "|" + "---|" * (len(lead) + len(METRICS)) + "\n"
+    for r in rows:
+        cells = ["" if r.get(c) is None else str(r[c]) for c in lead] + [f(r.get(key), fmt) for key, _, fmt in METRICS]
+        text += "| " + " | ".join(cells) + " |\n"
+    return text

@@ -1,5 +1,5 @@
-"""Figures of a catalyst comparison (fem.studies.comparison): retention, voltage curves at chosen
-cycles, apparent activation energy; one colour per catalyst. `runs` maps a catalyst to
+"""Figures of a catalyst comparison (fem.studies.comparison) or a sweep: retention, voltage curves
+at chosen cycles, apparent activation energy, first-cycle values; one colour per run. `runs` maps a catalyst to
 {"cycles": cycles.csv rows, "timeseries": timeseries.csv rows, "Ea": activation_energy.csv rows}.
 """
 
@@ -38,7 +38,9 @@ def retention(runs: dict, path: Path, title: str) -> Figure:
         c = np.array([r["discharge_capacity_mAh_gS"] for r in rows])
         top.plot(n, c, "-", color=colour, lw=1.4, label=name)
         top.plot(n[sim], c[sim], "o", color=colour, ms=3.5)
-        gap = np.array([r["mean_charge_voltage_V"] - r["mean_discharge_voltage_V"] for r in rows])
+        # a cycle without a charge (a discharge-only protocol) has no mean charge voltage
+        gap = np.array([np.nan if r["mean_charge_voltage_V"] is None else
+                        r["mean_charge_voltage_V"] - r["mean_discharge_voltage_V"] for r in rows])
         bottom.plot(n, 1e3 * gap, "-", color=colour, lw=1.2)
         bottom.plot(n[sim], 1e3 * gap[sim], "o", color=colour, ms=3)
     top.set_ylabel(CAPACITY_LABEL)
@@ -56,7 +58,7 @@ def retention(runs: dict, path: Path, title: str) -> Figure:
 
 def voltage(runs: dict, wanted_cycles: list[int], path: Path, title: str) -> Figure:
     """One panel per wanted cycle: each catalyst's curves at its simulated cycle nearest to it."""
-    fig = _figure((4.2 * len(wanted_cycles), 4.2))
+    fig = _figure((max(4.2 * len(wanted_cycles), 6.4), 4.2))  # one panel: room for the title
     axes = fig.subplots(1, len(wanted_cycles), squeeze=False)[0]
     colours = _colours(runs)
     for ax, wanted in zip(axes, wanted_cycles):
@@ -105,5 +107,26 @@ def activation_energy(runs: dict, path: Path, title: str) -> Figure:
     ax.legend(frameon=False, title="markers: R_ct(T) fit\ndotted: model Ea(a)", loc="upper left",
               bbox_to_anchor=(1.01, 1.0))
     ax.set_title(f"{title}: activation energy")
+    fig.savefig(path, dpi=150)
+    return fig
+
+
+def first_cycle(runs: dict, path: Path, title: str) -> Figure:
+    """Run by run, side by side: the first cycle's discharge capacity, mean discharge voltage and
+    voltage hysteresis (for runs of one cycle, which curves against the cycle show as points)."""
+    fig = _figure((max(6.4, 1.2 * len(runs) + 2.0), 7.4))
+    axes = fig.subplots(3, 1, sharex=True)
+    for k, (name, colour) in enumerate(_colours(runs).items()):
+        row = runs[name]["cycles"][0]
+        charge, discharge = row["mean_charge_voltage_V"], row["mean_discharge_voltage_V"]
+        values = (row["discharge_capacity_mAh_gS"], discharge,
+                  np.nan if charge is None else 1e3 * (charge - discharge))  # no charge: no hysteresis
+        for ax, value in zip(axes, values):
+            ax.plot([k], [value], "o", color=colour, ms=7)
+    for ax, label in zip(axes, (CAPACITY_LABEL, "Mean discharge voltage (V)", "Voltage hysteresis (mV)")):
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    axes[-1].set_xticks(range(len(runs)), list(runs), rotation=15, ha="right", fontsize=8)
+    axes[0].set_title(f"{title}: cycle 1 of each run")
     fig.savefig(path, dpi=150)
     return fig

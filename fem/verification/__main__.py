@@ -38,7 +38,14 @@ TEXTS = {
         "(several RT/F: the Butler–Volmer term is strongly nonlinear). Errors are measured on each "
         "field's active phases; h_eff = (|cell| / number of cells)^(1/d). Expected P1 rates: 2 in L2, "
         "1 in H1; pass when the least-squares rate over all meshes lies in [1.8, 2.3] (L2) and "
-        "[0.85, 1.3] (H1)."),
+        "[0.85, 1.3] (H1). With the Li2S product layer (MODEL.md 6b; 2D and 3D, galvanostatic) the interface fields "
+        "η_L = 0.02 sin(0.6x+0.2) cos(0.4y+0.3z) V (the layer's ohmic drop) and δ = 2 + 0.8 sin(0.5y+0.3−0.2z) "
+        "cos(0.7x) nm are manufactured too: Butler–Volmer at ξ = η − η_L, the relation η_L = i R_L, the growth "
+        "law 2 F c_L ∂δ/∂t = ψ[−i]₊ − i_L and the lithiation flux i + ψ[−i]₊ − i_L leave sources on S|SE "
+        "(σ_L = 3e-4 S/m, ψ = 0.3, c_L = 1e6 mol/m³, k_ox = 10 /s, chosen so that every layer term counts "
+        "against currents of 10³ A/m²; the sign of i changes along S|SE, so both branches are used). The "
+        "solver lumps the two interface laws (vertex rule), so their sources take the same rule. Their "
+        "errors are measured on S|SE: L2 and the tangential H1 seminorm."),
     "analytic": (
         "Planar cell: SE separator | 2 µm S layer | 2 µm C layer | collector, 1 µm wide, uniform "
         "kinetics (w = 1), default materials, catalyst Cu1Ni1-PCN (i0 = 1 A/m²), x0 = 0.5. The "
@@ -49,7 +56,10 @@ TEXTS = {
         "step (the current distribution at a fixed state of charge). The linearised kinetics "
         "η = −i/(i0 g f (α_a+α_c)) holds at 1 µA/cm², the Tafel law at 5 mA/cm². The capacity check "
         "is a full C/100 discharge to 0.6 V of a thinner planar cell with the true S density through "
-        "fem.simulation.run; all of its S is connected."),
+        "fem.simulation.run; all of its S is connected. Product layer (MODEL.md 6b): a uniform 20 nm layer "
+        "(σ_L = 1e-6 S/m, ψ = 0, k_ox = 0) at 0.1 mA/cm² must lower V by exactly i δ/σ_L = 20 mV against the "
+        "same cell without it (and match the closed form minus that drop); with ψ = 0.4 and the true S density "
+        "the layer must grow by ψ i t/(2 F c_L) in 3 steps of 10 s, with I = I_storage + I_layer."),
     "effective": (
         "fem.verification.effective_checks.analytic_checks(): effective conductivities of layers and "
         "inclusions computed by "
@@ -65,7 +75,8 @@ TEXTS = {
     "parallel": (
         "`mpirun -n k python -m fem.verification.parallel` for k = 1, 2, 3 (oversubscribed on this "
         "machine): a 20 min discharge, 5 min rest and 10 min charge at 1 mA/cm² of the reference cell "
-        "meshes/tiny_2d.msh, one 2D MMS solve (h = 0.25 µm), and the effective properties of the "
+        "meshes/tiny_2d.msh, one 2D MMS solve (h = 0.25 µm) without and one with the product layer, and the "
+        "effective properties of the "
         f"reference cell. Pass: the same time steps, |ΔV| ≤ {parallel.TOL_V:g} V and MMS errors and "
         f"effective properties equal to {parallel.TOL_REL:g} (relative)."),
 }
@@ -96,9 +107,12 @@ def main(argv=None) -> int:
             print(f"{name}: {time.perf_counter() - t:.0f} s", flush=True)
         return value
 
-    studies = {"2d": (2, "galvanostatic"), "3d": (3, "galvanostatic"), "2d_potentiostatic": (2, "potentiostatic")}
-    data = {"mms": {key: stage(f"MMS {key}", lambda d=d, a=a: mms.run_mms(d, work, comm=comm, anode=a))
-                    for key, (d, a) in studies.items()}}
+    studies = {"2d": (2, "galvanostatic", False), "3d": (3, "galvanostatic", False),
+               "2d_potentiostatic": (2, "potentiostatic", False), "2d_layer": (2, "galvanostatic", True),
+               "3d_layer": (3, "galvanostatic", True)}
+    data = {"mms": {key: stage(f"MMS {key}", lambda d=d, a=a, lay=lay: mms.run_mms(d, work, comm=comm, anode=a,
+                                                                                 layer=lay))
+                    for key, (d, a, lay) in studies.items()}}
     data["analytic"] = stage("analytic limits", lambda: analytic.run_analytic(work, comm))
     data["effective"] = stage("effective-property checks", lambda: _effective_checks(comm))
     if not args.skip_convergence:

@@ -16,7 +16,9 @@ current against the exact and the Tafel kinetics, and a uniform current on the i
 (b) the ohmic separator: phi_e drop across it equals i L_sep / kappa, and the voltage
 difference between two separator thicknesses equals i dL / kappa; (c) a C/100 discharge of a
 thin cell (all S connected) delivers the theoretical capacity 1672 mAh/g(S) of the S that
-is not already lithiated at the start.
+is not already lithiated at the start; (d) the product layer (MODEL.md 6b): a uniform layer of
+thickness delta (psi = 0, k_ox = 0) shifts V by exactly i delta / sigma_L, and with psi > 0
+the layer grows by psi i t / (2 F c_L) with I = I_storage + I_layer.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from fem.case import Case, Conditions, Kinetics, SolverConfig
 from fem.case.catalysts import exchange_current_A_m2, load_library
 from fem.constants import UM, F, R, kelvin
 from fem.mesh import load_mesh
+from fem.physics.kinetics import anode_exchange_current_A_m2
 from fem.physics.materials import OCV, kappa_SE_S_m, theoretical_capacity_mAh_g
 from fem.physics.problem import CellProblem
 from fem.physics.spaces import PHI_E
@@ -112,7 +115,7 @@ def closed_form(case: Case, i_app: float, layers_um: tuple[float, float, float],
            }[kinetics]()
     sep, s, c = layers_um
     ohmic = i_app * UM * (sep / kappa_SE_S_m(m, case.conditions.temperature_C) + s / m.sigma_S_S_m + c / m.sigma_C_S_m)
-    eta_an = invert_butler_volmer(i_app, an.i0_an_A_m2, an.alpha, 1.0 - an.alpha, f)
+    eta_an = invert_butler_volmer(i_app, anode_exchange_current_A_m2(an, T), an.alpha, 1.0 - an.alpha, f)
     U = float(OCV.from_config(case.ocv).numpy(x0))
     return {"V": U + eta - ohmic - an.U_an_V - eta_an, "eta": eta, "eta_an": eta_an, "ohmic": ohmic, "U": U}
 
@@ -219,5 +222,62 @@ def capacity_checks(workdir: Path, comm=MPI.COMM_WORLD) -> list[dict]:
     ]
 
 
+LAYER_SIGMA_S_M, LAYER_DELTA_NM, I_LAYER_A_M2 = 1e-6, 20.0, 1.0  # drop i delta/sigma_L = 20 mV
+LAYER_PSI, LAYER_STEPS, LAYER_DT_S = 0.4, 3, 10.0
+
+
+def layer_case(msh: Path, frozen: bool = True, **layer) -> Case:
+    """The planar case with a product layer; the catalyst converts none of it (k_ox = 0)."""
+    case = planar_case(msh, frozen)
+    case.solver = STEADY_SOLVER
+    case.product_layer = replace(case.product_layer, enabled=True, sigma_L_S_m=LAYER_SIGMA_S_M, **layer)
+    case.catalysts = {case.kinetics.catalyst: {"k_ox_ref_per_s": 0.0}}
+    return case
+
+
+def layer_checks(workdir: Path, comm=MPI.COMM_WORLD) -> list[dict]:
+    """(d) a uniform layer: V shift = i delta/sigma_L; growth psi i t/(2 F c_L) and the balance."""
+    sep = SEPARATORS_UM[0]
+    msh = planar_mesh(workdir, comm, sep)
+    plain = planar_case(msh)
+    thick = layer_case(msh, psi=0.0, initial_delta_nm=LAYER_DELTA_NM)
+    drop = I_LAYER_A_M2 * LAYER_DELTA_NM * 1e-9 / LAYER_SIGMA_S_M
+    V_plain = steady_solve(msh, plain, I_LAYER_A_M2, comm)["V"]
+    V_layer = steady_solve(msh, thick, I_LAYER_A_M2, comm)["V"]
+    exact = closed_form(plain, I_LAYER_A_M2, (sep, SULFUR_UM, CARBON_UM))["V"] - drop
+    out = [
+        check(f"uniform {LAYER_DELTA_NM:g} nm layer: V(no layer) - V(layer) = i delta/sigma_L", drop,
+              V_plain - V_layer, TOL_OHMIC, "V",
+              f"i = {I_LAYER_A_M2 * 0.1:g} mA/cm2, sigma_L = {LAYER_SIGMA_S_M:g} S/m, psi = 0, k_ox = 0"),
+        check(f"planar V with a uniform {LAYER_DELTA_NM:g} nm layer, closed form", exact, V_layer, TOL_EXACT, "V"),
+    ]
+    # growth on a discharge (true S density: the storage is resolved), the same current i at
+    # every interface point
+    growing = layer_case(msh, frozen=False, psi=LAYER_PSI)
+    cell = load_mesh(msh, comm)
+    catalyst = load_library(growing.catalysts)[growing.kinetics.catalyst]
+    problem = CellProblem(cell, growing, catalyst,
+                          lambda F_, J, u, bcs, c: NewtonSolver(F_, J, u, bcs, c, growing.solver))
+    problem.set_current(I_LAYER_A_M2)
+    worst = 0.0
+    for _ in range(LAYER_STEPS):
+        if not problem.solve(LAYER_DT_S)[0]:
+            raise RuntimeError("planar cell with a growing layer: Newton did not converge")
+        m = problem.measure()
+        worst = max(worst, m.balance_error_A_m2 / I_LAYER_A_M2)
+        problem.accept()
+    problem.solver.destroy()
+    c_L = growing.product_layer.c_L_mol_m3
+    grown_nm = LAYER_PSI * I_LAYER_A_M2 * LAYER_STEPS * LAYER_DT_S / (2.0 * F * c_L) / 1e-9
+    out += [
+        check(f"layer grown by psi i t/(2 F c_L) (psi = {LAYER_PSI:g})", grown_nm, problem.layer.mean_live_nm(),
+              TOL_EXACT, "nm", f"c_L = {c_L:g} mol/m3 (Li2S), t = {LAYER_STEPS * LAYER_DT_S:g} s"),
+        check("charge balance I = I_storage + I_layer with a growing layer (relative)", 0.0, worst, 0.0, "",
+              "largest balance_error / I over the steps", atol=1e-6),
+    ]
+    return out
+
+
 def run_analytic(workdir: Path, comm=MPI.COMM_WORLD) -> list[dict]:
-    return kinetics_checks(workdir, comm) + ohmic_checks(workdir, comm) + capacity_checks(workdir, comm)
+    return (kinetics_checks(workdir, comm) + ohmic_checks(workdir, comm) + layer_checks(workdir, comm)
+            + capacity_checks(workdir, comm))

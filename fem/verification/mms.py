@@ -14,13 +14,19 @@ One backward-Euler step is solved with u_n holding the interpolated exact x and 
 difference of the exact x added as a source, so the step is a steady MMS of the full
 operator (diffusion, reaction term 1/dt, nonlinear Butler-Volmer coupling). The Newton
 iteration starts from the uniform rest state, far from the answer.
+
+With the product layer (layer=True, MODEL.md 6b) the interface fields eta_L (ohmic drop) and
+delta (nm) are manufactured too: Butler-Volmer is evaluated at xi = eta - eta_L, the layer's
+relation eta_L = i R_L and its backward-Euler growth law leave interface sources, and the
+lithiation flux becomes i + psi [-i]+ - i_L. Their errors are measured on S|SE: L2 and the
+tangential H1 seminorm, expected O(h^2) and O(h).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +35,13 @@ from dolfinx import fem
 from mpi4py import MPI
 
 from fem import compat, tags
-from fem.case import Anode, Case, Conditions, Kinetics, Materials, SolverConfig
+from fem.case import Anode, Case, Conditions, Kinetics, Materials, ProductLayerConfig, SolverConfig
 from fem.case.catalysts import Catalyst
 from fem.constants import UM, F
 from fem.mesh import load_mesh
+from fem.physics.layer import vertex_rule
 from fem.physics.problem import T_REF_S, CellProblem
-from fem.physics.spaces import ACTIVE_PHASES, FIELD_NAMES, PHI_E, PHI_S, X
+from fem.physics.spaces import ACTIVE_PHASES, DELTA, ETA_L, FIELD_NAMES, LAYER_FIELD_NAMES, PHI_E, PHI_S, X
 from fem.solver import NewtonSolver
 from fem.verification.meshes import ball, box, build_on_root
 
@@ -58,6 +65,11 @@ DT_S = 1.0
 I_APP_A_M2 = 30.0  # galvanostatic anode
 V_SET_V = 1.55  # potentiostatic anode: eta_an = -V_SET - phi_e - U_an spans about 0.03 +- 0.04 V
 SOLVER = SolverConfig(newton_rtol=1e-12, newton_atol=1e-10, max_newton_iterations=40)
+# the layer: R_L i comparable to eta_L (sigma_L above the physical range on purpose: the
+# manufactured i is 10^3 A/m2), i_Lmax = 2 F c_L k_ox delta comparable to i
+LAYER = ProductLayerConfig(enabled=True, sigma_L_S_m=3e-4, psi=0.3, c_L_mol_m3=1e6)
+K_OX_PER_S = 10.0
+NM = 1e-9
 SOURCE_DEGREE = {2: 6, 3: 4}  # quadrature of the smooth manufactured data
 ERROR_DEGREE = {2: 6, 3: 4}
 
@@ -76,11 +88,20 @@ class Manufactured:
         x = 0.5 + 0.15 * m.sin(0.8 * X[0] + 0.4) * m.cos(0.5 * X[1] + 0.2 + 0.3 * z)
         return phi_e, phi_s, x
 
+    def layer_fields(self, X, m):
+        """Exact eta_L (V) and delta (nm, 1.2..2.8) of the product layer."""
+        z = X[2] if self.dim == 3 else 0.0
+        eta_L = 0.02 * m.sin(0.6 * X[0] + 0.2) * m.cos(0.4 * X[1] + 0.3 * z)
+        delta = 2.0 + 0.8 * m.sin(0.5 * X[1] + 0.3 - 0.2 * z) * m.cos(0.7 * X[0])
+        return eta_L, delta
 
-def mms_case(mesh_file: Path) -> Case:
+
+def mms_case(mesh_file: Path, layer: bool = False) -> Case:
     # the anode exchange current as strong as the cathode's, so the Robin (CV) term counts
     case = Case(name="mms", materials=MATERIALS, kinetics=Kinetics(w_min=1.0), anode=Anode(i0_an_A_m2=1e3),
                 conditions=Conditions(initial_lithiation=0.3), solver=SOLVER)
+    if layer:
+        case.product_layer = LAYER
     case.geometry.mesh_file = Path(mesh_file)
     return case
 
@@ -104,10 +125,11 @@ def anode_current_exact(problem: CellProblem, phi_e):
     return problem.galvanostatic * problem.i_app + (1.0 - problem.galvanostatic) * i_bv
 
 
-def butler_volmer_exact(problem: CellProblem, phi_e, phi_s, x):
-    """MODEL.md section 4 at the exact fields, with w = 1 (kinetics.w_min = 1)."""
+def butler_volmer_exact(problem: CellProblem, phi_e, phi_s, x, eta_L=0.0):
+    """MODEL.md section 4 at the exact fields, with w = 1 (kinetics.w_min = 1), at the
+    charge-transfer overpotential eta - eta_L (6b; eta_L = 0 without the layer)."""
     k = problem.case.kinetics
-    eta = phi_s - phi_e - problem.ocv.ufl(x)
+    eta = phi_s - phi_e - problem.ocv.ufl(x) - eta_L
     g = ufl.sqrt((x + k.g_eps) * (1.0 - x + k.g_eps))
     return problem.i0 * problem.f_c * g * (ufl.exp(k.alpha_a * problem.f * eta)
                                            - ufl.exp(-k.alpha_c * problem.f * eta))
@@ -117,7 +139,8 @@ def manufactured_residual(exact: Manufactured):
     """extra_residual for CellProblem: minus the strong-form residual of the exact fields."""
 
     def extra(problem: CellProblem, tests):
-        v_e, v_s, q = tests
+        v_e, v_s, q = tests[:3]
+        layer = problem.layer_config is not None
         cell, m = problem.cell, problem.case.materials
         assert problem.case.kinetics.w_min == 1.0, "the exact current assumes w(d_C) = 1"
         mesh, d = cell.mesh, cell.dimension
@@ -143,9 +166,31 @@ def manufactured_residual(exact: Manufactured):
         k_e = dg0(cell, {tags.SE: kappa / L})
         k_s = dg0(cell, {tags.C: m.sigma_C_S_m / L, tags.S: m.sigma_S_S_m / L})
         k_x = dg0(cell, {tags.S: m.D_S_m2_s / L**2})
-        i_ex = butler_volmer_exact(problem, phi_e, phi_s, x)("+")
+        eta_L, delta = exact.layer_fields(ufl.SpatialCoordinate(mesh), ufl) if layer else (0.0, 0.0)
+        i_ex = butler_volmer_exact(problem, phi_e, phi_s, x, eta_L)("+")
         dS12 = dS(tags.S_SE)
-        return (
+        layer_terms = 0
+        if layer:
+            # MODEL.md 6b written out again: s_L = psi [-i]+ - i_L, i_L = [i]+ i_Lmax/([i]+ + i_Lmax)
+            pl = problem.case.product_layer
+            ip = ufl.max_value(i_ex, 0.0)
+            i_max = 2.0 * F * pl.c_L_mol_m3 * problem.k_ox * delta("+") * NM
+            s_L = pl.psi * ufl.max_value(-i_ex, 0.0) - ip * i_max / (ip + i_max)
+            R_L = delta("+") * NM / pl.sigma_L_S_m
+            delta_n = ufl.split(problem.u_n)[DELTA]("+")
+            # the solver lumps the interface laws (vertex rule): their sources take the same rule,
+            # or a hat function's weighted mean of a smooth source misses its vertex value by O(h)
+            # on an unstructured interface mesh
+            dSv = ufl.Measure("dS", domain=mesh, subdomain_data=cell.facet_tags,
+                              metadata=vertex_rule(mesh.topology.dim))(tags.S_SE)
+            layer_terms = (
+                # the x flux gains psi [-i]+ - i_L
+                - T_REF_S * s_L / (L * F * problem.c_max) * q("+") * dSv
+                # eta_L = i R_L (in units of RT/F, as the solver scales it)
+                - problem.f * (eta_L("+") - i_ex * R_L) * tests[ETA_L]("+") * dSv
+                # 2 F c_L d delta/dt = psi [-i]+ - i_L
+                - (2.0 * F * pl.c_L_mol_m3 * NM * (delta("+") - delta_n) / problem.dt - s_L) * tests[DELTA]("+") * dSv)
+        return layer_terms + (
             # SE: -div(kappa grad phi_e) = 0, i_ex enters at S|SE, i_an at the anode
             flux_balance(phi_e, k_e, v_e) + i_ex * v_e("+") * dS12
             + anode_current_exact(problem, phi_e) * v_e * ds(tags.ANODE)
@@ -170,6 +215,12 @@ def set_exact_lithiation(problem: CellProblem, exact: Manufactured) -> None:
     xi.interpolate(lambda P: exact.fields(P, np)[X])
     active = problem.spaces.active[X]
     problem.u_n.x.array[to_parent[active]] = xi.x.array[active]
+    if problem.layer_config is not None:  # and the previous layer thickness
+        Vd, to_parent = problem.spaces.collapsed[DELTA]
+        d = fem.Function(Vd)
+        d.interpolate(lambda P: exact.layer_fields(P, np)[1])
+        active = problem.spaces.active[DELTA]
+        problem.u_n.x.array[to_parent[active]] = d.x.array[active]
 
 
 def field_errors(problem: CellProblem, exact: Manufactured) -> dict:
@@ -187,15 +238,31 @@ def field_errors(problem: CellProblem, exact: Manufactured) -> dict:
             "H1": math.sqrt(compat.assemble_scalar(compat.form(ufl.inner(ufl.grad(e), ufl.grad(e)) * region),
                                                    problem.comm)),
         }
+    if problem.layer_config is None:
+        return out
+    # the interface fields on S|SE: L2 and the tangential gradient (the normal one is not theirs)
+    dS = ufl.Measure("dS", domain=cell.mesh, subdomain_data=cell.facet_tags,
+                     metadata={"quadrature_degree": ERROR_DEGREE[cell.dimension]})(tags.S_SE)
+    n = ufl.FacetNormal(cell.mesh)("+")
+    for field, exact_field in zip((ETA_L, DELTA), exact.layer_fields(ufl.SpatialCoordinate(cell.mesh), ufl)):
+        e = problem.fields[field] - exact_field
+        g = ufl.grad(e)("+")
+        g_t = g - ufl.dot(g, n) * n
+        out[LAYER_FIELD_NAMES[field - ETA_L]] = {
+            "L2": math.sqrt(compat.assemble_scalar(compat.form(e("+") ** 2 * dS), problem.comm)),
+            "H1": math.sqrt(compat.assemble_scalar(compat.form(ufl.inner(g_t, g_t) * dS), problem.comm)),
+        }
     return out
 
 
-def solve_manufactured(msh_path: Path, dim: int, comm, anode: str = "galvanostatic") -> dict:
+def solve_manufactured(msh_path: Path, dim: int, comm, anode: str = "galvanostatic", layer: bool = False) -> dict:
     """One MMS solve on a mesh: errors per field, Newton iterations, mesh size. anode:
-    "galvanostatic" (uniform i_app) or "potentiostatic" (Butler-Volmer Robin at -V_set)."""
+    "galvanostatic" (uniform i_app) or "potentiostatic" (Butler-Volmer Robin at -V_set);
+    layer: with the product layer's interface fields (MODEL.md 6b)."""
     cell = load_mesh(msh_path, comm)
     exact = Manufactured(dim, cell.packing.box_um[0])
-    problem = CellProblem(cell, mms_case(msh_path), CATALYST, _newton,
+    catalyst = replace(CATALYST, k_ox_ref_per_s=K_OX_PER_S) if layer else CATALYST
+    problem = CellProblem(cell, mms_case(msh_path, layer), catalyst, _newton,
                           extra_residual=manufactured_residual(exact))
     if anode == "galvanostatic":
         problem.set_current(I_APP_A_M2)
@@ -227,7 +294,8 @@ def fitted_rate(h: list[float], e: list[float]) -> float:
     return float(np.polyfit(np.log(h), np.log(e), 1)[0])
 
 
-def run_mms(dim: int, workdir: Path, sizes=None, comm=MPI.COMM_WORLD, anode: str = "galvanostatic") -> dict:
+def run_mms(dim: int, workdir: Path, sizes=None, comm=MPI.COMM_WORLD, anode: str = "galvanostatic",
+            layer: bool = False) -> dict:
     """The MMS study on meshes of sizes h (um): errors, consecutive rates and fitted rates."""
     sizes = list(sizes or SIZES[dim])
     geo = GEOMETRY[dim]
@@ -236,14 +304,15 @@ def run_mms(dim: int, workdir: Path, sizes=None, comm=MPI.COMM_WORLD, anode: str
         t0 = time.perf_counter()
         msh = Path(workdir) / f"mms_{dim}d_h{h:g}.msh"
         build_on_root(comm, msh, geo["box"], geo["separator"], geo["shapes"], h)
-        levels.append({"h_um": h, **solve_manufactured(msh, dim, comm, anode),
+        levels.append({"h_um": h, **solve_manufactured(msh, dim, comm, anode, layer),
                        "seconds": time.perf_counter() - t0})
     volume = float(np.prod(geo["box"]))
     h_eff = [effective_h(volume, lv["cells"], dim) for lv in levels]
     for lv, h in zip(levels, h_eff):
         lv["h_eff_um"] = h
-    errors = {(n, norm): [lv["errors"][n][norm] for lv in levels] for n in FIELD_NAMES for norm in ("L2", "H1")}
-    return {"dim": dim, "anode": anode, "levels": levels,
+    names = FIELD_NAMES + (LAYER_FIELD_NAMES if layer else ())
+    errors = {(n, norm): [lv["errors"][n][norm] for lv in levels] for n in names for norm in ("L2", "H1")}
+    return {"dim": dim, "anode": anode, "layer": layer, "levels": levels,
             "rates": {f"{n}_{norm}": observed_rates(h_eff, e) for (n, norm), e in errors.items()},
-            "rate_L2": {n: fitted_rate(h_eff, errors[n, "L2"]) for n in FIELD_NAMES},
-            "rate_H1": {n: fitted_rate(h_eff, errors[n, "H1"]) for n in FIELD_NAMES}}
+            "rate_L2": {n: fitted_rate(h_eff, errors[n, "L2"]) for n in names},
+            "rate_H1": {n: fitted_rate(h_eff, errors[n, "H1"]) for n in names}}

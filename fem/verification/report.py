@@ -6,17 +6,20 @@ import json
 import math
 from pathlib import Path
 
-from fem.physics.spaces import FIELD_NAMES
-
 MMS_L2_RANGE = (1.8, 2.3)
 MMS_H1_RANGE = (0.85, 1.3)
-FIELD_LABELS = {"phi_e": "φe (SE)", "phi_s": "φs (S ∪ C)", "x": "x (S)"}
+FIELD_LABELS = {"phi_e": "φe (SE)", "phi_s": "φs (S ∪ C)", "x": "x (S)", "eta_L": "η_L (S|SE)", "delta": "δ (S|SE)"}
+
+
+def field_names(result: dict) -> list[str]:
+    """The fields an MMS study measured (the product layer's too when it ran with it)."""
+    return list(result["rate_L2"])
 
 
 def mms_passed(result: dict) -> dict:
     """Per field: fitted L2 and H1 rates inside the P1 ranges."""
     return {n: MMS_L2_RANGE[0] <= result["rate_L2"][n] <= MMS_L2_RANGE[1]
-            and MMS_H1_RANGE[0] <= result["rate_H1"][n] <= MMS_H1_RANGE[1] for n in FIELD_NAMES}
+            and MMS_H1_RANGE[0] <= result["rate_H1"][n] <= MMS_H1_RANGE[1] for n in field_names(result)}
 
 
 def summary(data: dict) -> dict:
@@ -65,14 +68,15 @@ def mms_plot(result: dict, path: Path) -> None:
     h = [lv["h_eff_um"] for lv in result["levels"]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, norm, slope in ((axes[0], "L2", 2), (axes[1], "H1", 1)):
-        for name in FIELD_NAMES:
+        for name in field_names(result):
             e = [lv["errors"][name][norm] for lv in result["levels"]]
             ax.loglog(h, e, "o-", label=f"{FIELD_LABELS[name]}: {result[f'rate_{norm}'][name]:.2f}")
-        e0 = max(lv["errors"][n][norm] for lv in result["levels"][:1] for n in FIELD_NAMES)
+        e0 = max(lv["errors"][n][norm] for lv in result["levels"][:1] for n in field_names(result))
         ax.loglog(h, [e0 * (hi / h[0]) ** slope for hi in h], "k--", lw=0.8, label=f"slope {slope}")
         ax.set_xlabel("effective mesh size h (µm)")
         ax.set_ylabel(f"{norm} error" + (" (seminorm)" if norm == "H1" else ""))
-        ax.set_title(f"{result['dim']}D MMS ({result['anode']} anode), {norm}: fitted rates")
+        layer = ", product layer" if result.get("layer") else ""
+        ax.set_title(f"{result['dim']}D MMS ({result['anode']} anode{layer}), {norm}: fitted rates")
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -153,16 +157,19 @@ def _checks_table(checks: list[dict]) -> list[str]:
 
 def _mms_section(key: str, result: dict) -> list[str]:
     ok = mms_passed(result)
-    lines = [f"### {result['dim']}D, {result['anode']} anode", "", f"![MMS convergence {key}](mms_{key}.png)", "",
+    names = field_names(result)
+    layer = ", with the product layer" if result.get("layer") else ""
+    lines = [f"### {result['dim']}D, {result['anode']} anode{layer}", "",
+             f"![MMS convergence {key}](mms_{key}.png)", "",
              "| h_eff (µm) | cells | Newton its | " + " | ".join(
-                 f"{FIELD_LABELS[n]} L2 | {FIELD_LABELS[n]} H1" for n in FIELD_NAMES) + " |",
-             "|---" * (3 + 2 * len(FIELD_NAMES)) + "|"]
+                 f"{FIELD_LABELS[n]} L2 | {FIELD_LABELS[n]} H1" for n in names) + " |",
+             "|---" * (3 + 2 * len(names)) + "|"]
     for lv in result["levels"]:
-        errs = " | ".join(f"{lv['errors'][n]['L2']:.3e} | {lv['errors'][n]['H1']:.3e}" for n in FIELD_NAMES)
+        errs = " | ".join(f"{lv['errors'][n]['L2']:.3e} | {lv['errors'][n]['H1']:.3e}" for n in names)
         lines.append(f"| {lv['h_eff_um']:.4f} | {lv['cells']} | {lv['newton_iterations']} | {errs} |")
     lines += ["", "| field | L2 rates (consecutive) | L2 fitted | H1 rates (consecutive) | H1 fitted | result |",
               "|---|---|---|---|---|---|"]
-    for n in FIELD_NAMES:
+    for n in names:
         l2 = ", ".join(f"{r:.2f}" for r in result["rates"][f"{n}_L2"])
         h1 = ", ".join(f"{r:.2f}" for r in result["rates"][f"{n}_H1"])
         lines.append(f"| {FIELD_LABELS[n]} | {l2} | {result['rate_L2'][n]:.3f} | {h1} | "

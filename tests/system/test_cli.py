@@ -148,6 +148,8 @@ HELP_NAMES = {
     "effective": ["effective_properties.json"],
     "fit": ["fit.json", "fitted/", "DATA.csv", "--params"],
     "compare": ["comparison.csv", "comparison.md", "comparison.json", "--resume"],
+    "sweep": ["sweep.json", "cases/", "sweep.csv", "sweep.md", "--jobs", "--slurm", "submit.sh", "error.txt"],
+    "gather": ["sweep.csv", "sweep.md", "sweep_cycle1.png", "sweep_voltage.png", "sweep_retention.png"],
     "verify": ["report.md", "summary.json", "--skip-parallel"],
 }
 
@@ -159,6 +161,8 @@ def test_every_command_help_names_outputs_and_example(command, capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert f"usage: asslsb-fem {command}" in out and "example" in out and f"  asslsb-fem {command} " in out
+    if command in ("run", "check", "compare", "fit", "sweep"):
+        assert "--petsc KEY=VALUE" in out
     for name in HELP_NAMES[command]:
         assert name in out, f"`asslsb-fem {command} --help` does not mention {name}"
 
@@ -412,3 +416,110 @@ def test_an_unforeseen_failure_is_one_message(tmp_path, capsys, monkeypatch, fak
     err = capsys.readouterr().err
     assert err.strip() == ("error: ZeroDivisionError: float division by zero "
                            "(run again with --debug for the traceback)")
+
+
+# ---------------------------------------------------------------- PETSc options from the command line
+
+TINY = f"""name = "tiny"
+[geometry]
+mesh_file = "{ROOT / 'meshes' / 'tiny_2d.msh'}"
+[protocol]
+steps = ["Discharge at 1 mA/cm2 for 1 minute"]
+[solver]
+dt_initial_s = 5.0
+[solver.petsc_options]
+ksp_rtol = 1e-8
+mat_mumps_icntl_14 = 50
+[long_cycling]
+activation_energy = false
+[output]
+fields = false
+plots = false
+"""
+
+
+def test_petsc_options_of_the_command_line_go_over_the_case_files(tmp_path, fake_simulation, capsys):
+    case = write(tmp_path, TINY)
+    assert main(["run", str(case), "--petsc", "ksp_rtol=1e-12", "--petsc=-ksp_type=gmres",
+                 "--", "-pc_type", "lu", "-ksp_monitor", "-ksp_atol=1e-14", "-ksp_max_it", "7",
+                 "-ksp_gmres_restart", "-3", "-ksp_converged_use_initial_residual_norm", "true"]) == 0
+    (loaded, _), = fake_simulation
+    assert loaded.solver.petsc_options == {"ksp_rtol": 1e-12, "mat_mumps_icntl_14": 50, "ksp_type": "gmres",
+                                           "pc_type": "lu", "ksp_monitor": "", "ksp_atol": 1e-14, "ksp_max_it": 7,
+                                           "ksp_gmres_restart": -3, "ksp_converged_use_initial_residual_norm": True}
+    assert run_case([str(case), "--petsc", "ksp_type=cg"]) == 0  # run_case.py takes them too
+    assert fake_simulation[1][0].solver.petsc_options["ksp_type"] == "cg"
+    assert main(["check", str(case), "--petsc", "pc_type=hypre"]) == 0
+    assert "PETSc options over it: ksp_rtol=1e-08, mat_mumps_icntl_14=50, pc_type=hypre" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["run", "{case}", "--petsc", "ksp_type"], "--petsc 'ksp_type': expected KEY=VALUE"),
+    (["run", "{case}", "--petsc", "=gmres"], "--petsc '=gmres': expected KEY=VALUE"),
+    (["check", "{case}", "--petsc", "KSP-type=gmres"], "--petsc: solver.petsc_options.KSP-type = 'gmres'"),
+    (["run", "{case}", "--", "ksp_type", "gmres"], "'ksp_type' after `--` is not a PETSc option"),
+    (["mesh", "{case}", "--", "-ksp_type", "gmres"], "`asslsb-fem mesh` takes no PETSc options"),
+    (["gather", "{dir}", "--", "-ksp_type", "gmres"], "`asslsb-fem gather` takes no PETSc options"),
+])
+def test_a_malformed_petsc_option_is_one_message_naming_it(tmp_path, capsys, fake_simulation, argv, fragment):
+    case = write(tmp_path, TINY)
+    assert main([a.format(case=case, dir=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and fragment in err and "Traceback" not in err
+    assert fake_simulation == []
+
+
+@pytest.fixture
+def solver_calls(monkeypatch):
+    """What every Newton solve of a real run had: the KSP and PC types, rtol, and why it ended."""
+    from fem.solver.newton import NewtonSolver
+
+    calls, solve = [], NewtonSolver.solve
+
+    def recording(self):
+        result = solve(self)
+        ksp = self.snes.getKSP()
+        calls.append((ksp.getType(), ksp.getPC().getType(), ksp.getTolerances()[0], self.last_reason))
+        return result
+
+    monkeypatch.setattr(NewtonSolver, "solve", recording)
+    return calls
+
+
+def test_a_petsc_option_of_the_command_line_reaches_the_ksp_and_the_summary(tmp_path, solver_calls):
+    case, out_dir = write(tmp_path, TINY), tmp_path / "o"
+    assert main(["run", str(case), "--out", str(out_dir), "-q", "--petsc", "ksp_type=gmres",
+                 "--", "-ksp_rtol", "1e-11"]) == 0
+    assert solver_calls and {c[:3] for c in solver_calls} == {("gmres", "lu", 1e-11)}  # the preset's LU under it
+    summary = json.loads((out_dir / "summary.json").read_text())
+    options = summary["petsc_options"]  # the run says which options it used: preset, case file, command line
+    assert options["ksp_type"] == "gmres" and options["ksp_rtol"] == 1e-11 and options["pc_type"] == "lu"
+    from fem.case import SolverConfig
+    from fem.solver import petsc_options
+
+    preset = petsc_options(SolverConfig())  # what neither the case nor the command line changed
+    assert options["mat_mumps_icntl_14"] == 50 and options["snes_linesearch_type"] == preset["snes_linesearch_type"]
+    assert summary["discharge_capacity_mAh_gS"][0] > 0
+
+
+def test_a_petsc_option_that_breaks_the_linear_solve_stops_the_run_as_documented(tmp_path, capsys, solver_calls):
+    """Unpreconditioned GMRES limited to one iteration: every linear solve fails, so every Newton
+    solve fails (DIVERGED_LINEAR_SOLVE), dt is cut, and the run ends with one message, exit code 1."""
+    from petsc4py import PETSc
+
+    case = write(tmp_path, TINY)
+    code = main(["run", str(case), "--out", str(tmp_path / "o"), "-q",
+                 "--petsc", "ksp_type=gmres", "--petsc", "pc_type=none", "--petsc", "ksp_max_it=1"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: Newton did not converge at t = ") and "Traceback" not in err
+    assert solver_calls and {c[:2] for c in solver_calls} == {("gmres", "none")}
+    assert {c[3] for c in solver_calls} == {PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE}
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_an_unknown_petsc_type_is_one_line_from_petsc(tmp_path, capsys):
+    case = write(tmp_path, TINY)
+    assert main(["run", str(case), "--out", str(tmp_path / "o"), "-q", "--petsc", "ksp_type=no_such_ksp"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: PETSc: Unable to find requested KSP type no_such_ksp (code 86;")
+    assert len(err.strip().splitlines()) == 1

@@ -45,6 +45,8 @@ def test_comparison_reports_each_catalyst_and_resumes(shared_tmp):
     # ... and the 15x lower i0 of carbon costs discharge voltage on the same microstructure
     v = {c: first[c]["mean_discharge_voltage_cycle_1_V"] for c in ("Cu1-PCN", "carbon")}
     assert v["carbon"] < v["Cu1-PCN"] - 0.02
+    # ... and a larger charge-transfer resistance at 50 % state of charge
+    assert first["carbon"]["R_ct_first_ohm_cm2"] > 5 * first["Cu1-PCN"]["R_ct_first_ohm_cm2"]
     assert len((shared_tmp / "comparison.md").read_text().splitlines()) == 2 + 3
 
     iterations = {c: json.loads((shared_tmp / c / "summary.json").read_text())["newton_iterations"]

@@ -17,6 +17,7 @@ from fields_check import check_fields
 from mpi4py import MPI
 from support import ROOT, small_case
 
+from fem import tags
 from fem.simulation import run
 
 STEPS = ["Discharge at 1 mA/cm2 for 300 s", "Rest for 60 s"]
@@ -128,3 +129,30 @@ def test_one_and_all_ranks_write_the_same_files(shared_tmp):
             assert np.array_equal(np.isnan(u), np.isnan(v)), name
             finite = np.isfinite(v)  # (tiny_2d has no SE pockets: phi_e_pockets is all NaN)
             assert np.max(np.abs(u - v)[finite], initial=0.0) < 1e-8 * max(1.0, np.max(np.abs(v[finite]), initial=0.0))
+
+
+@pytest.mark.mpi
+def test_product_layer_fields_delta_and_xi(shared_tmp):
+    """With [product_layer] on, fields.h5 also holds delta (nm) and xi (V), finite exactly at
+    the S|SE vertices; the discharge grew the layer there and xi is a reduction overpotential."""
+    case = small_case("tiny_2d.msh", ["Discharge at 1 mA/cm2 for 120 s"], output={"plots": False},
+                      product_layer={"enabled": True, "psi": 0.3, "sigma_L_S_m": 1e-6})
+    summary = run(case, shared_tmp)
+    assert summary["charge_balance_max_error_mA_cm2"] <= 1e-6 * 1.0  # layer storage included
+    if MPI.COMM_WORLD.rank != 0:
+        return
+    with h5py.File(shared_tmp / "fields.h5", "r") as f:
+        names = set(f["Function"])
+        d0, d1 = f["Function/delta/0_0"][...], f["Function/delta/120_0"][...]
+        xi1, i1 = f["Function/xi/120_0"][...], f["Function/i_reaction/120_0"][...]
+        facets = f["MeshTags/interfaces/topology"][...]
+        facet_tags = f["MeshTags/interfaces/values"][...]
+    assert names == {"x", "phi_e", "phi_s", "i_reaction", "phi_e_pockets", "delta", "xi"}
+    s_se = np.zeros(len(d1), dtype=bool)
+    s_se[np.unique(facets[facet_tags == tags.S_SE])] = True
+    assert np.array_equal(np.isfinite(d1), s_se) and np.array_equal(np.isfinite(xi1), s_se)
+    assert np.all(d0[s_se] == 0.0) and np.all(d1[s_se] >= 0.0) and np.nanmean(d1) > 0.1
+    assert np.nanmean(xi1) < 0 and np.nanmean(i1) < 0
+    root = ET.parse(shared_tmp / "fields.xdmf").getroot()
+    attrs = {a.get("Name") for a in root.iter("Attribute")}
+    assert {"delta", "xi"} <= attrs

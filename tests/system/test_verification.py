@@ -50,3 +50,26 @@ def test_planar_cell_voltage_matches_the_closed_form(shared_tmp):
         assert c["passed"], c
     exact_V = [c for c in checks if c["name"].startswith("planar V") and "exact" in c["name"]]
     assert len(exact_V) == 2 and all(c["rel_error"] < 1e-9 for c in exact_V)
+
+
+@pytest.mark.mpi
+def test_uniform_product_layer_shifts_the_voltage_by_its_ohmic_drop(shared_tmp):
+    """MODEL.md 6b, planar cell: a uniform 20 nm layer (psi = 0, k_ox = 0) lowers V by
+    i delta/sigma_L; a growing layer (psi = 0.4) reaches psi i t/(2 F c_L) with the charge
+    balance I = I_storage + I_layer to 1e-6."""
+    checks = analytic.layer_checks(shared_tmp)
+    assert len(checks) == 4
+    for c in checks:
+        assert c["passed"], c
+    assert checks[0]["expected"] == pytest.approx(0.02)  # i delta / sigma_L = 1 A/m2 * 20 nm / 1e-6 S/m
+
+
+@pytest.mark.mpi
+def test_mms_2d_with_the_product_layer_converges_at_p1_rates(shared_tmp):
+    """MODEL.md 6b: manufactured eta_L and delta on S|SE with the bulk fields through the solver's
+    own forms: every field (bulk and interface) at the P1 rates on three coarse 2D meshes."""
+    result = mms.run_mms(2, shared_tmp, sizes=mms.FAST_SIZES_2D, comm=MPI.COMM_WORLD, layer=True)
+    assert set(result["rate_L2"]) == set(FIELD_NAMES) | {"eta_L", "delta"}
+    for name in result["rate_L2"]:
+        assert 1.8 <= result["rates"][f"{name}_L2"][-1] <= 2.3, (name, result["rates"])
+        assert 0.85 <= result["rates"][f"{name}_H1"][-1] <= 1.3, (name, result["rates"])

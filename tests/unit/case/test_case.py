@@ -172,6 +172,19 @@ BAD = {
     "missing_particles": ('[geometry]\nparticles_file = "p.json"\n', "geometry.particles_file: file not found:"),
     "missing_ocv": ('[ocv]\ntable_file = "ocv.csv"\n', "ocv.table_file: file not found:"),
     "toml_syntax": ("[geometry\n", "not a valid TOML file"),
+    "layer_sigma": ("[product_layer]\nenabled = true\nsigma_L_S_m = 1e-3\n",
+                    "product_layer.sigma_L_S_m = 0.001 is out of range; allowed: 1e-9 <= value <= 1e-6 (S/m"),
+    "layer_psi": ("[product_layer]\npsi = 1.5\n", "product_layer.psi = 1.5 is out of range; allowed: 0 <= value <= 1"),
+    "layer_delta": ("[product_layer]\ninitial_delta_nm = -1\n",
+                    "product_layer.initial_delta_nm = -1.0 is out of range"),
+    "layer_unit": ("[product_layer]\ninitial_delta_um = 0.01\n",
+                   "unknown key 'product_layer.initial_delta_um'; did you mean "
+                   "'product_layer.initial_delta_nm' (in nm"),
+    "layer_c_L": ("[product_layer]\nc_L_mol = 3e4\n",
+                  "did you mean 'product_layer.c_L_mol_m3' (in mol/m3"),
+    "layer_enabled_type": ('[product_layer]\nenabled = "yes"\n', "product_layer.enabled must be true or false"),
+    "catalyst_k_iso": ("[catalysts.PCN]\nk_iso = 0.5\n",
+                       "catalysts.PCN.k_iso = 0.5 is out of range; allowed: 0 <= value <= 1e-2"),
 }
 
 
@@ -212,3 +225,13 @@ def test_quickstart_cases_are_valid(tmp_path, name, mesh, cycles):
     assert case.name == name and case.protocol.cycles == cycles
     assert case.geometry.mesh_file == (tmp_path / "meshes" / f"{mesh}.msh").resolve()
     assert case.protocol.steps[0] == "Discharge at 1 mA/cm2 until 0.6 V"
+
+
+def test_product_layer_table_is_read(tmp_path):
+    """[product_layer] keys land in the dataclass; off by default, Li2S density by default."""
+    assert Case().product_layer.enabled is False
+    assert abs(Case().product_layer.c_L_mol_m3 - 1.66e3 / 45.95e-3) < 0.01 * 3.61e4
+    case = load_case(write(tmp_path, "[product_layer]\nenabled = true\nsigma_L_S_m = 1e-8\npsi = 0.3\n"
+                                     "initial_delta_nm = 2\n"))
+    pl = case.product_layer
+    assert (pl.enabled, pl.sigma_L_S_m, pl.psi, pl.initial_delta_nm) == (True, 1e-8, 0.3, 2.0)

@@ -10,6 +10,7 @@ from fem.case.catalysts import (
     activity_after_cycles,
     activity_rate_per_C,
     exchange_current_A_m2,
+    layer_oxidation_rate_per_s,
     load_library,
 )
 
@@ -89,3 +90,20 @@ def test_bad_user_records(extra, fragment):
     with pytest.raises(CatalystError) as err:
         load_library(extra)
     assert fragment in str(err.value)
+
+
+def test_layer_fields_default_and_follow_the_exchange_current():
+    """k_ox_ref_per_s and k_iso default to 0 (old records stay valid); k_ox(T, a) scales as i0(T, a)."""
+    lib = load_library({"MoS2": dict(i0_ref_A_m2=0.4, Ea_kJ_mol=30, k_deact=1e-4, dEa_deact_kJ_mol=5,
+                                     buffering=0.5, k_ox_ref_per_s=0.02, k_iso=1e-3)})
+    assert all(c.k_ox_ref_per_s >= 0 and 0 <= c.k_iso <= 1e-2 for c in lib.values())
+    cat = lib["MoS2"]
+    assert (cat.k_ox_ref_per_s, cat.k_iso) == (0.02, 1e-3)
+    assert layer_oxidation_rate_per_s(cat, 298.15) == pytest.approx(0.02, rel=1e-12)
+    for T, a in ((318.15, 1.0), (298.15, 0.5), (273.15, 0.7)):
+        ratio = exchange_current_A_m2(cat, T, a) / cat.i0_ref_A_m2
+        assert layer_oxidation_rate_per_s(cat, T, a) == pytest.approx(0.02 * ratio, rel=1e-12)
+    assert layer_oxidation_rate_per_s(cat, 318.15) > 0.02  # Arrhenius: faster when warm
+    with pytest.raises(CatalystError, match="k_ox_ref_per_s = -1 is out of range"):
+        load_library({"PCN": dict(k_ox_ref_per_s=-1)})
+

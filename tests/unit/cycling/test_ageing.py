@@ -11,7 +11,14 @@ from fem.case import AgeingConfig, CaseError, LongCyclingConfig, load_case
 from fem.case.catalysts import activity_after_cycles, activity_rate_per_C, load_library
 from fem.constants import R, kelvin
 from fem.cycling.activation import arrhenius_fit
-from fem.cycling.ageing import SlowState, Throughput, advance
+from fem.cycling.ageing import (
+                                DELTA_DEAD_FLOOR_NM,
+                                SlowState,
+                                Throughput,
+                                advance,
+                                contact_loss_per_cycle,
+                                misfit_strain,
+)
 from fem.cycling.jumping import JumpPlanner, forced_cycles, interpolate, predict, trend
 
 LIB = load_library()
@@ -49,10 +56,45 @@ def test_contact_and_sulfur_loss_laws():
     state = SlowState()
     for _ in range(100):
         state = advance(state, LIB["PCN"], ageing, Throughput(0.5, 0.5))
-    assert state.contact_factor == pytest.approx(math.exp(-0.01 * 100 * 0.25), rel=1e-12)
+    # a_S = a_ref (the default): lambda_c = k (eps(0.5)/eps(1))^2, eps = 1.395^(1/3) - 1 over 1.79^(1/3) - 1
+    strain = (1.395 ** (1 / 3) - 1) / (1.79 ** (1 / 3) - 1)
+    assert strain == pytest.approx(0.5479, abs=1e-4)  # finite strain: more than DoD = 0.5
+    assert state.contact_factor == pytest.approx(math.exp(-0.01 * 100 * strain ** 2), rel=1e-12)
     assert state.active_sulfur_fraction == pytest.approx(math.exp(-0.003 * 100 * 0.5), rel=1e-12)
     assert state.catalyst_activity == 1.0  # PCN has nothing to deactivate
-    assert SlowState().log_change(state) == pytest.approx(0.01 * 100 * 0.25)
+    assert SlowState().log_change(state) == pytest.approx(0.01 * 100 * strain ** 2)
+
+
+def test_contact_loss_scales_with_the_interface_per_volume_and_the_volume_change():
+    """lambda_c = k (eps(DoD)/eps(1))^p (a_ref/a_S)^(p/2): doubling a_S divides the loss by
+    2^(p/2), DoD = 0 loses nothing, DoD = 1 at a_ref is k_contact itself."""
+    for p in (1.0, 2.0, 3.0):
+        ageing = AgeingConfig(k_contact=1e-3, p_contact=p)
+        one = contact_loss_per_cycle(ageing, 0.6, 1.1235)
+        two = contact_loss_per_cycle(ageing, 0.6, 2 * 1.1235)
+        assert two / one == pytest.approx(2.0 ** (-p / 2), rel=1e-12)
+        assert contact_loss_per_cycle(ageing, 0.0, 1.1235) == 0.0
+        assert contact_loss_per_cycle(ageing, 1.0, 1.0) == pytest.approx(1e-3, rel=1e-12)
+    assert misfit_strain(1.0) == pytest.approx(1.79 ** (1 / 3) - 1, rel=1e-12)  # 79 % volume change
+    # the mesh's area per volume reaches f_c through advance
+    ageing = AgeingConfig(k_contact=1e-3, p_contact=2.0)
+    fine = advance(SlowState(), LIB["PCN"], ageing, Throughput(0.6, 0.6), interface_per_volume_per_um=4.0)
+    coarse = advance(SlowState(), LIB["PCN"], ageing, Throughput(0.6, 0.6), interface_per_volume_per_um=1.0)
+    assert math.log(fine.contact_factor) / math.log(coarse.contact_factor) == pytest.approx(0.25, rel=1e-12)
+    with pytest.raises(ValueError):
+        contact_loss_per_cycle(ageing, 0.5, 0.0)
+
+
+def test_dead_layer_is_a_slow_variable_with_a_floored_relative_change():
+    state = SlowState()
+    assert state.delta_dead_nm == 0.0
+    grown = advance(state, LIB["PCN"], AgeingConfig(k_contact=0.0), Throughput(0.5, 0.5), isolated_nm=0.004)
+    assert grown.delta_dead_nm == pytest.approx(0.004, rel=1e-15)
+    # from 0 the change counts against the floor, not against 0 (no division by zero)
+    assert state.log_change(grown) == pytest.approx(0.004 / DELTA_DEAD_FLOOR_NM, rel=1e-12)
+    thick = SlowState(delta_dead_nm=20.0)
+    assert thick.log_change(SlowState(delta_dead_nm=20.5)) == pytest.approx(0.025, rel=1e-12)
+    assert "delta_dead_nm" in grown.as_row(LIB["PCN"])
 
 
 def test_planner_forced_cycles_growth_and_tolerances():

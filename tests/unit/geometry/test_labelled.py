@@ -119,3 +119,11 @@ def test_cgal_mesh_of_cylinder_packing(tmp_path):
     assert cell.mesh.topology.index_map(3).size_global == report["cells"]
     assert set(np.unique(cell.facet_tags.values)) == set(tags.FACET_TAGS.values())
     assert cell.packing.particles == p.particles
+    # the separator plane x = s is meshed (fem.studies.effective holds u = 0 there): the SE
+    # conducts, within the Wiener bound (before the plane was meshed, kappa_eff came out 0)
+    from fem.studies.effective import LayerAnalysis
+
+    assert report["separator_plane_snap_um"] < 3 * 0.1
+    se = LayerAnalysis(cell).conductance({tags.SE: 1.0})
+    assert 0.2 < se.ratio < 1 - report["mesh_volume_fractions"]["S"] - report["mesh_volume_fractions"]["C"]
+    assert se.percolating_fraction > 0.95 and se.flux_balance_rel < 1e-8

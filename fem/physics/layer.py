@@ -1,0 +1,102 @@
+"""The Li2S product layer on S|SE (MODEL.md section 6b): its laws in UFL and the object through
+which the cycling side reads and ages it.
+
+Two interface fields, active at the vertices of S|SE facets (fem.physics.spaces):
+* eta_L [V], the ohmic drop across the layer; the Butler-Volmer current is evaluated at the
+  charge-transfer overpotential xi = eta - eta_L and eta_L = i(xi) R_L, R_L = (delta +
+  delta_dead) / sigma_L. This is LAYER_SPEC's implicit relation xi + i(xi) R_L - eta = 0 with
+  the drop as the unknown: with R_L = 0 the relation gives eta_L = 0 exactly and i is today's
+  Butler-Volmer law at eta, not at a P1 interpolant of eta (U(x) is not linear).
+* delta [nm] (m in the physics), the live layer thickness, backward Euler
+      2 F c_L (delta - delta_n) / dt = psi [-i]+ - i_L,
+      i_L = [i]+ i_Lmax / ([i]+ + i_Lmax),  i_Lmax = 2 F c_L k_ox(T, a) [delta]+.
+
+Both interface equations are integrated with the vertex (trapezoidal) rule, so they hold at
+each S|SE vertex: the lumped mass keeps delta >= 0 (at a vertex the root of the delta equation
+lies in [0, delta_n] on charge and above delta_n on discharge) and the relation needs no
+mass-matrix inverse. FFCx 0.5's own "vertex" scheme takes the points of the cell, not of the
+facet, on facet integrals (and returns early for intervals), so the rule is given as a custom
+one on the reference facet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import ufl
+
+from fem import compat
+
+NM = 1e-9  # delta is stored in nm: the unknowns stay O(1)
+I_EPS_A_M2 = 1e-12  # keeps i_L = 0/0 at [i]+ = i_Lmax = 0 defined; far below any current here
+
+
+def vertex_rule(tdim: int) -> dict:
+    """Metadata of the vertex (trapezoidal) quadrature on the facets of a tdim-simplex mesh."""
+    if tdim == 2:
+        points, weights = [[0.0], [1.0]], [0.5, 0.5]
+    else:
+        points, weights = [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], [1.0 / 6.0] * 3
+    # tuples, not arrays: UFL hashes the metadata through str() and warns about arrays
+    return {"quadrature_rule": "custom", "quadrature_points": tuple(map(tuple, points)),
+            "quadrature_weights": tuple(weights), "quadrature_degree": 1}
+
+
+def positive(y):
+    """[y]+ = max(y, 0)."""
+    return ufl.max_value(y, 0.0)
+
+
+def resistance_ohm_m2(delta_nm, delta_dead_nm, sigma_L):
+    """R_L = (delta + delta_dead) / sigma_L; a negative Newton iterate of delta counts as 0."""
+    return (positive(delta_nm) + delta_dead_nm) * NM / sigma_L
+
+
+def removal_current(i, delta_nm, k_ox, c_L: float, F: float):
+    """i_L = [i]+ i_Lmax / ([i]+ + i_Lmax), i_Lmax = 2 F c_L k_ox delta: the charge current drawn
+    from the layer, a smooth min of [i]+ and the catalyst-limited rate (0 as delta -> 0)."""
+    i_max = 2.0 * F * c_L * k_ox * positive(delta_nm) * NM
+    i_pos = positive(i)
+    return i_pos * i_max / (i_pos + i_max + I_EPS_A_M2)
+
+
+def layer_source(i, delta_nm, k_ox, psi, c_L: float, F: float):
+    """psi [-i]+ - i_L: the current stored in the layer (+ while it grows on discharge)."""
+    return psi * positive(-i) - removal_current(i, delta_nm, k_ox, c_L, F)
+
+
+class ProductLayer:
+    """LAYER_SPEC's API: delta_dead_nm (slow variable), mean_live_nm(), isolate(k_iso).
+
+    problem: the CellProblem whose u, u_n (and predictor history) hold the live delta;
+    delta_dead: its UFL constant (nm); dofs: the parent dofs of the active delta dofs;
+    mean_form: the compiled integral of delta over S|SE; area_um: the S|SE area.
+    """
+
+    def __init__(self, problem, delta_dead, dofs: np.ndarray, mean_form, area_um: float):
+        self._problem, self._dead, self._dofs = problem, delta_dead, dofs
+        self._mean_form, self._area = mean_form, area_um
+
+    @property
+    def delta_dead_nm(self) -> float:
+        return float(self._dead.value)
+
+    @delta_dead_nm.setter
+    def delta_dead_nm(self, value: float) -> None:
+        if not value >= 0:
+            raise ValueError(f"delta_dead_nm must be >= 0, got {value!r}")
+        self._dead.value = value
+
+    def mean_live_nm(self) -> float:
+        """Area mean of the live delta of the current state u over S|SE (all ranks)."""
+        return compat.assemble_scalar(self._mean_form, self._problem.comm) / self._area
+
+    def isolate(self, k_iso: float) -> float:
+        """End of a cycle: delta_dead += k_iso mean_live; the live delta *= (1 - k_iso) in u and
+        u_n (and the predictor's history); returns the new delta_dead_nm."""
+        if not 0.0 <= k_iso <= 1.0:
+            raise ValueError(f"k_iso must be in [0, 1], got {k_iso!r}")
+        p = self._problem
+        self.delta_dead_nm = self.delta_dead_nm + k_iso * self.mean_live_nm()
+        for array in (p.u.x.array, p.u_n.x.array, p._u_nm1):
+            array[self._dofs] *= 1.0 - k_iso
+        return self.delta_dead_nm

@@ -1,0 +1,186 @@
+"""The Li2S product layer (MODEL.md section 6b) through CellProblem's own forms on the tiny
+reference cell: off = psi 0 and no layer, charge balance with the layer's storage, growth on
+discharge, catalyst-limited removal on charge, the isolation of LAYER_SPEC's API."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+from support import small_case
+
+from fem.case.catalysts import load_library
+from fem.mesh import load_mesh
+from fem.physics.problem import CellProblem
+from fem.physics.spaces import DELTA
+from fem.solver import NewtonSolver
+
+I_APP = 10.0  # A/m2 = 1 mA/cm2
+DT_S = 20.0
+
+
+def layer_case(x0: float = 0.01, **layer):
+    case = small_case("tiny_2d.msh", ["Discharge at 1 mA/cm2 for 60 s"], conditions={"initial_lithiation": x0})
+    return replace(case, product_layer=replace(case.product_layer, **layer))
+
+
+def problem_for(case, k_ox_ref_per_s: float = 0.0, comm=MPI.COMM_WORLD) -> CellProblem:
+    cell = load_mesh(case.geometry.mesh_file, comm)
+    catalyst = replace(load_library()[case.kinetics.catalyst], k_ox_ref_per_s=k_ox_ref_per_s)
+    return CellProblem(cell, case, catalyst, lambda F_, J, u, bcs, c: NewtonSolver(F_, J, u, bcs, c, case.solver))
+
+
+def advance(problem: CellProblem, dt: float) -> float:
+    """One accepted step of about dt: halved until Newton converges, as the step runner does
+    (the switch from discharge to charge with a thick layer needs dt ~ 1 s)."""
+    while not problem.solve(dt)[0]:
+        dt /= 2
+        assert dt > 1e-3
+    return dt
+
+
+def steps(problem: CellProblem, i_app: float, n: int, dt: float = DT_S) -> list:
+    problem.set_current(i_app)
+    out = []
+    for _ in range(n):
+        advance(problem, dt)
+        out.append(problem.measure())
+        problem.accept()
+    return out
+
+
+def live_delta(problem: CellProblem) -> np.ndarray:
+    _, to_parent = problem.spaces.collapsed[DELTA]
+    return problem.u.x.array[to_parent[problem.spaces.active[DELTA]]]
+
+
+def global_min(values: np.ndarray) -> float:
+    return MPI.COMM_WORLD.allreduce(float(values.min(initial=np.inf)), op=MPI.MIN)
+
+
+def discharge_then_charge(comm=MPI.COMM_WORLD):
+    problem = problem_for(layer_case(enabled=True, psi=0.3, sigma_L_S_m=1e-6), k_ox_ref_per_s=1e-2, comm=comm)
+    discharge = steps(problem, I_APP, 4)
+    grown = problem.layer.mean_live_nm()
+    charge = steps(problem, -I_APP, 4)
+    return problem, discharge, charge, grown
+
+
+@pytest.mark.mpi
+def test_layer_with_psi_zero_and_no_thickness_is_todays_model():
+    """enabled, psi = 0, delta0 = 0: the drop eta_L stays 0 and V(t) equals the model without
+    the layer to solver tolerance, on any number of ranks."""
+    off = problem_for(layer_case(enabled=False))
+    on = problem_for(layer_case(enabled=True, psi=0.0, initial_delta_nm=0.0), k_ox_ref_per_s=1.0)
+    assert off.layer is None and on.layer is not None
+    assert len(on.spaces.names) == 5 and on.spaces.names[3:] == ("eta_L", "delta")
+    V_off = [m.V for m in steps(off, I_APP, 4)]
+    V_on = [m.V for m in steps(on, I_APP, 4)]
+    assert max(abs(a - b) for a, b in zip(V_off, V_on)) < 1e-9
+    assert V_off[0] - V_off[-1] > 1e-3  # the voltage moved: the comparison means something
+    assert on.layer.mean_live_nm() == 0.0
+
+
+@pytest.mark.mpi
+def test_charge_balance_includes_the_layer_storage():
+    """I = I_storage + I_layer to 1e-6 relative on a discharge that grows the layer and a
+    charge that converts it; delta >= 0 everywhere; on 2 ranks V and the layer equal 1 rank's."""
+    problem, discharge, charge, grown = discharge_then_charge()
+    assert all(m.I_layer_A_m2 > 0.2 * I_APP for m in discharge)  # the layer takes ~psi of the current
+    assert all(m.I_layer_A_m2 < 0 for m in charge)  # converted back on charge
+    assert problem.layer.mean_live_nm() < grown
+    for m in discharge + charge:
+        assert m.balance_error_A_m2 <= 1e-6 * abs(m.I_A_m2), m
+        # without the layer's storage the balance would be off by the layer's current
+        assert abs(m.I_storage_A_m2 - m.I_A_m2) > 0.05 * abs(m.I_A_m2)
+    assert global_min(live_delta(problem)) >= 0.0
+    comm = MPI.COMM_WORLD
+    if comm.size == 1:
+        return
+    same = True
+    if comm.rank == 0:
+        serial, d1, c1, _ = discharge_then_charge(MPI.COMM_SELF)
+        same = max(abs(a.V - b.V) for a, b in zip(discharge + charge, d1 + c1)) < 1e-9
+        same &= abs(serial.layer.mean_live_nm() - problem.layer.mean_live_nm()) < 1e-9
+    else:
+        problem.layer.mean_live_nm()  # rank 0's mean_live_nm above is collective
+    assert comm.bcast(same, root=0)
+
+
+@pytest.mark.mpi
+def test_a_less_active_catalyst_converts_less_of_the_layer():
+    """The same discharge (psi = 0.3, from mid plateau), then the same charge: with a 10x
+    smaller k_ox more layer is left and the charge voltage is higher (its ohmic drop), so the
+    cut-off comes earlier with more layer left: the capacity effect of MODEL.md 6b."""
+    case = layer_case(x0=0.5, enabled=True, psi=0.3, sigma_L_S_m=1e-6)
+    left, V = {}, {}
+    for k_ox in (1e-2, 1e-3):
+        problem = problem_for(case, k_ox_ref_per_s=k_ox)
+        steps(problem, 3.0, 6, dt=60.0)
+        grown = problem.layer.mean_live_nm()
+        charge = steps(problem, -3.0, 4, dt=60.0)
+        left[k_ox], V[k_ox] = problem.layer.mean_live_nm() / grown, charge[-1].V
+        assert global_min(live_delta(problem)) >= 0.0
+    assert left[1e-2] < 0.5 and left[1e-3] > 1.5 * left[1e-2]
+    assert V[1e-3] > V[1e-2] + 1e-3
+
+
+def test_isolate_moves_live_layer_to_dead_and_raises_the_voltage_loss():
+    """LAYER_SPEC: isolate(k_iso) adds k_iso * mean live delta to delta_dead and scales the
+    live delta by (1 - k_iso); the dead layer's resistance then costs voltage on discharge."""
+    case = layer_case(enabled=True, psi=0.3, sigma_L_S_m=1e-6)
+    problem = problem_for(case)
+    steps(problem, I_APP, 3)
+    mean = problem.layer.mean_live_nm()
+    before = live_delta(problem).copy()
+    dead = problem.layer.isolate(0.25)
+    assert dead == pytest.approx(0.25 * mean, rel=1e-12) and problem.layer.delta_dead_nm == dead
+    assert np.allclose(live_delta(problem), 0.75 * before, rtol=1e-14, atol=0.0)
+    assert problem.layer.mean_live_nm() == pytest.approx(0.75 * mean, rel=1e-12)
+    problem.set_current(I_APP)
+    V = []
+    for extra_nm in (0.0, 5.0):  # the same step from the same accepted state, thicker dead layer
+        problem.layer.delta_dead_nm = dead + extra_nm
+        assert problem.solve(DT_S)[0]
+        V.append(problem.measure().V)
+    assert V[1] < V[0] - 1e-3
+    with pytest.raises(ValueError):
+        problem.layer.delta_dead_nm = -1.0
+
+
+def test_interface_fields_live_on_the_S_SE_vertices_and_the_vertex_rule_lumps():
+    """eta_L and delta are active exactly at the vertices of S|SE facets, the fieldsplit index
+    sets cover every owned dof once, and the custom vertex rule makes the S|SE mass matrix
+    diagonal with the exact row sums (what the delta >= 0 argument needs)."""
+    import ufl
+    from dolfinx import fem
+
+    from fem import compat, tags
+    from fem.physics.layer import vertex_rule
+    from fem.physics.spaces import build_spaces, dof_counts, field_index_sets
+
+    cell = load_mesh(layer_case().geometry.mesh_file, MPI.COMM_SELF)
+    mesh, ft = cell.mesh, cell.facet_tags
+    spaces = build_spaces(mesh, cell.cell_tags, ft, layer=True)
+    mesh.topology.create_connectivity(mesh.topology.dim - 1, 0)
+    f2v = mesh.topology.connectivity(mesh.topology.dim - 1, 0)
+    vertices = np.unique(np.concatenate([f2v.links(f) for f in ft.indices[ft.values == tags.S_SE]]))
+    for field in (3, 4):
+        assert np.count_nonzero(spaces.active[field]) == len(vertices) > 50
+    splits = field_index_sets(spaces)
+    assert {n: len(splits[n]) for n in ("eta_L", "delta")} == {"eta_L": len(vertices), "delta": len(vertices)}
+    every = np.sort(np.concatenate(list(splits.values())))
+    assert np.array_equal(every, np.arange(compat.num_dofs_global(spaces.V)))
+    solved, total = dof_counts(spaces, MPI.COMM_SELF)
+    assert solved == sum(np.count_nonzero(a) for a in spaces.active)
+    W = compat.scalar_space(mesh)
+    u, v = ufl.TrialFunction(W), ufl.TestFunction(W)
+    dS_v = ufl.Measure("dS", domain=mesh, subdomain_data=ft, metadata=vertex_rule(mesh.topology.dim))(tags.S_SE)
+    dS = ufl.Measure("dS", domain=mesh, subdomain_data=ft)(tags.S_SE)
+    M = fem.assemble_matrix(fem.form(u("+") * v("+") * dS_v)).to_dense()
+    exact_rows = fem.assemble_vector(fem.form(v("+") * dS)).array
+    assert np.abs(M - np.diag(np.diag(M))).max() == 0.0
+    assert np.allclose(M.sum(axis=1), exact_rows, rtol=1e-12, atol=1e-14)
+    assert exact_rows.sum() > 0

@@ -1,0 +1,48 @@
+"""A Newton solver is usable again after a failure: a renewed fieldsplit solver gets its field
+splits, and a failed MUMPS factorisation does not poison the next solves."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mpi4py import MPI
+from petsc4py import PETSc
+from support import small_case
+
+from fem.case.catalysts import load_library
+from fem.mesh import load_mesh
+from fem.physics.problem import CellProblem
+from fem.solver import NewtonSolver
+
+
+def problem_for(linear_solver: str) -> CellProblem:
+    case = small_case("tiny_2d.msh", ["Discharge at 1 mA/cm2 for 60 s"])
+    case = replace(case, solver=replace(case.solver, linear_solver=linear_solver))
+    cell = load_mesh(case.geometry.mesh_file, MPI.COMM_WORLD)
+    return CellProblem(cell, case, load_library()[case.kinetics.catalyst],
+                       lambda F, J, u, bcs, c: NewtonSolver(F, J, u, bcs, c, case.solver))
+
+
+def test_a_renewed_fieldsplit_solver_solves_like_the_first():
+    problem = problem_for("fieldsplit")
+    problem.set_current(10.0)
+    first = problem.solve(1.0)
+    V_first = problem.measure().V
+    problem.u.x.array[:] = problem.u_n.x.array
+    problem.solver = problem.new_solver()  # what the step runner does after a failed step
+    assert problem.solve(1.0) == first
+    assert abs(problem.measure().V - V_first) < 1e-9
+
+
+def test_a_failed_lu_factorisation_does_not_break_later_solves():
+    problem = problem_for("direct")
+    problem.set_current(10.0)
+    solver = problem.solver
+    kappa, i0 = float(problem.kappa.value), float(problem.i0.value)
+    problem.kappa.value = problem.i0.value = 0.0  # the phi_e rows vanish: the LU factorisation fails
+    problem.dt.value = 1.0
+    converged, _ = solver.solve()
+    assert not converged and solver.last_reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE
+    problem.kappa.value, problem.i0.value = kappa, i0
+    problem.u.x.array[:] = problem.u_n.x.array
+    assert problem.solve(1.0)[0]  # the same solver object, a sound problem: converges again
