@@ -69,6 +69,8 @@ def measure(path: Path, cycles: int, petsc: dict) -> dict:
         # iterations of the accepted tries by protocol step; the rest went into failed tries
         "failed_try_iterations": summary["newton_iterations"] - sum(b["iterations"] for b in by_step.values()),
         "by_protocol_step": by_step,
+        "steps": [[int(r["step"]), float(r["dt_s"]), int(r["newton_iterations"]), float(r["V_vs_LiIn_V"])]
+                  for r in rows],  # protocol step, dt, iterations, V of each accepted step
     }
 
 
@@ -84,7 +86,7 @@ def main() -> None:
     for path in args.cases:
         row = measure(path.resolve(), args.cycles, dict(kv.split("=", 1) for kv in args.petsc))
         results.append(row)
-        print(json.dumps(row), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if k != "steps"}), flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     name = f"newton_steps_{args.tag}.json" if args.tag else "newton_steps.json"
     (OUT / name).write_text(json.dumps(results, indent=2) + "\n")
