@@ -356,6 +356,7 @@ def _with_petsc(args, case: Case) -> Case:
 def _summary(case: Case, out_dir: Path) -> str:
     g, p = case.geometry, case.protocol
     source = (f"mesh {g.mesh_file}" if g.mesh_file else
+              f"image {g.image.file}" if g.image.file else
               f"particles {g.particles_file}" if g.particles_file else f"generated, seed {g.seed}")
     steps = "\n".join(f"    {i + 1}. {text}" for i, text in enumerate(p.steps))
     text = (f"case {case.name!r} is valid\n"
@@ -364,7 +365,8 @@ def _summary(case: Case, out_dir: Path) -> str:
             f"  volume fractions: S {g.sulfur.volume_fraction:g}, C {g.carbon.volume_fraction:g}, "
             f"void {g.void.volume_fraction:g}"
             + (" (targets only: with a mesh file the mesh fixes the geometry; the fractions, radii, seed "
-               "and [geometry.mesh] describe how it was made and are not used)" if g.mesh_file else "") + "\n"
+               "and [geometry.mesh] describe how it was made and are not used)" if g.mesh_file else
+               " (not used: the image's labels give the phases)" if g.image.file else "") + "\n"
             f"  catalyst: {case.kinetics.catalyst}, temperature {case.conditions.temperature_C:g} degC\n"
             f"  protocol: {len(p.steps)} steps x {p.cycles} cycle(s)\n{steps}\n")
     if case.solver.petsc_options:

@@ -523,3 +523,9 @@ def test_an_unknown_petsc_type_is_one_line_from_petsc(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: PETSc: Unable to find requested KSP type no_such_ksp (code 86;")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_check_of_an_image_case_names_the_image_and_says_the_targets_are_unused(capsys):
+    assert main(["check", str(ROOT / "cases" / "image_quickstart.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "image " in out and "composite_2d.tif" in out and "the image's labels give the phases" in out
