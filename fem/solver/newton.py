@@ -44,7 +44,9 @@ LINEAR_PRESETS = {
 
 # "auto" picks the block preconditioner from this many dofs (all fields, pinned included) on.
 # Measured, one Newton iteration / one CG+AMG Poisson solve on the same mesh: 2D quickstart
-# (9.5k dofs) direct 3.4, fieldsplit 4.1; 3D quickstart (23k dofs) direct 8.3, fieldsplit 5.9
+# (9.5k dofs) direct 3.4, fieldsplit 4.1; 3D quickstart (23k dofs) direct 8.3, fieldsplit 5.9.
+# With the pruned Jacobian pattern (fem.solver.sparsity): 2D direct 2.2; 3D direct 3.8,
+# fieldsplit 4.9, so the crossover now lies above 23k dofs (not measured yet)
 AUTO_FIELDSPLIT_DOFS = 20_000
 
 
@@ -57,6 +59,10 @@ def linear_preset(config: SolverConfig, n_dofs: int) -> str:
 
 # the line search of a second try from the same start when the first (basic) one fails
 FALLBACK_LINESEARCH = "l2"
+# ... and the iterations the first one gets: at the steep ends of the 3D quickstart cycle full
+# steps that had not converged after a few iterations did not within the limit of 25 either,
+# and every such step cost 25 iterations before the fallback converged in 8-15
+FIRST_TRY_MAX_IT = 8
 
 
 def petsc_options(config: SolverConfig, n_dofs: int = 0) -> dict:
@@ -93,6 +99,7 @@ class NewtonSolver:
         self.snes.setFunction(self._residual, self.b)
         self.snes.setJacobian(self._jacobian, self.A)
         self.total_iterations = 0
+        self._first_try = False
 
     def set_field_splits(self, splits: dict[str, object]) -> None:
         """Index sets (global indices of owned dofs, by split name) of a fieldsplit preconditioner."""
@@ -122,7 +129,7 @@ class NewtonSolver:
             return PETSc.SNES.ConvergedReason.CONVERGED_FNORM_ABS
         if it > 0 and fnorm <= self.rtol * self._f0 and fmax <= 100 * self.atol:
             return PETSc.SNES.ConvergedReason.CONVERGED_FNORM_RELATIVE
-        if it >= self.max_it:
+        if it >= (FIRST_TRY_MAX_IT if self._first_try else self.max_it):
             return PETSc.SNES.ConvergedReason.DIVERGED_MAX_IT
         return PETSc.SNES.ConvergedReason.ITERATING
 
@@ -151,15 +158,19 @@ class NewtonSolver:
     def solve(self) -> tuple[bool, int]:
         """Newton from u; full steps failing, once more from u with the fallback line search."""
         start = self.u.x.array.copy()  # the iterates pass through u
-        reason, iterations = self._solve_from_u()
+        options, key = PETSc.Options(), self.snes.getOptionsPrefix() + "snes_linesearch_type"
+        first = options.getString(key, "basic")
+        self._first_try = first != FALLBACK_LINESEARCH
+        try:
+            reason, iterations = self._solve_from_u()
+        finally:
+            self._first_try = False
         if reason < 0:
             # a full step that overshoots can make the next Jacobian non-finite (LU fails):
             # that start is retried with the line search too
             if reason == PETSc.SNES.ConvergedReason.DIVERGED_LINEAR_SOLVE:
                 self._reset_factorisation()
             self.u.x.array[:] = start
-            options, key = PETSc.Options(), self.snes.getOptionsPrefix() + "snes_linesearch_type"
-            first = options.getString(key, "basic")
             if first != FALLBACK_LINESEARCH:
                 options[key] = FALLBACK_LINESEARCH
                 self.snes.setFromOptions()
