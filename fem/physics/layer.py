@@ -19,6 +19,13 @@ Two interface fields, active at the vertices of S|SE facets (fem.physics.spaces)
   supplied, 1736 mAh/g > 1672 in scripts/layer_0d.py, and a discharge ended by the drop left a
   charge starting above its cut-off.)
 
+Open (2026-12): the quickstart with the 0D's v2 set (D_S 3e-16, psi 0.075, sigma_L 1e-7, k_ox_ref
+1.0 x i0_ref) fails its first discharge at t = 5120 s (mean x 0.503, V 0.665 V; also with k_ox = 0
+and with [i]+ smoothed over 0.01 A/m2): the step on which the first S|SE vertex's x passes 1
+(x = 1.00023) raises V by 80 mV and turns that vertex anodic, and Newton then fails down to
+dt = 6e-4 s. The layer's drop (eta_L down to -0.83 V) holds phi_s - phi_e about 0.8 V below the
+plateau, so a vertex whose surface fills is driven into U(x)'s steep linear tail beyond x = 1.
+
 Both interface equations are integrated with the vertex (trapezoidal) rule, so they hold at
 each S|SE vertex: the lumped mass keeps delta >= 0 (at a vertex the root of the delta equation
 lies in [0, delta_n] on charge and above delta_n on discharge) and the relation needs no
