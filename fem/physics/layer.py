@@ -1,15 +1,30 @@
-"""The Li2S product layer on S|SE (MODEL.md section 6b): its laws in UFL and the object through
-which the cycling side reads and ages it.
+"""The Li2S product layer on S|SE (MODEL.md section 6b), law v2: its laws in UFL and the
+object through which the cycling side reads and ages it.
 
 Two interface fields, active at the vertices of S|SE facets (fem.physics.spaces):
-* eta_L [V], the ohmic drop across the layer; the Butler-Volmer current is evaluated at the
-  charge-transfer overpotential xi = eta - eta_L and eta_L = i(xi) R_L, R_L = (delta +
-  delta_dead) / sigma_L. This is LAYER_SPEC's implicit relation xi + i(xi) R_L - eta = 0 with
-  the drop as the unknown: with R_L = 0 the relation gives eta_L = 0 exactly and i is today's
-  Butler-Volmer law at eta, not at a P1 interpolant of eta (U(x) is not linear).
+* eta_L [V], the ohmic drop across the layer. The Butler-Volmer current i is evaluated at the
+  charge-transfer overpotential xi = eta - eta_L, and only the current drawn from the S bulk,
+  i - i_L, crosses the layer (its own Li2S is oxidised at its outer face, where the catalyst is):
+      eta_L = (i - i_L) R_L,   R_L = (delta + delta_dead) / sigma_L
+  (on discharge i_L = 0: eta_L = i R_L). With R_L = 0 the relation gives eta_L = 0 exactly and
+  i is today's Butler-Volmer law at eta, not at a P1 interpolant of eta (U(x) is not linear).
 * delta [nm] (m in the physics), the live layer thickness, backward Euler
       2 F c_L (delta - delta_n) / dt = psi [-i]+ - i_L,
       i_L = [i]+ i_Lmax / ([i]+ + i_Lmax),  i_Lmax = 2 F c_L k_ox(T, a) [delta]+.
+* The layer is made of the particle's S: the lithiation x counts all the Li, so its interface
+  flux is i itself (i_x = i) and S is conserved; delta only tracks where the product sits. The
+  charge balance is I = c_max F d<x>/dt V_S / A without a layer term; the layer's rate
+  2 F c_L d(int delta dA)/dt / A is reported (Measurement.I_layer_A_m2) but is not in it.
+  (Law v1 had i_x = i + psi [-i]+ - i_L and eta_L = i R_L: the layer then held Li that no S
+  supplied, 1736 mAh/g > 1672 in scripts/layer_0d.py, and a discharge ended by the drop left a
+  charge starting above its cut-off.)
+
+Open (2026-12): the quickstart with the 0D's v2 set (D_S 3e-16, psi 0.075, sigma_L 1e-7, k_ox_ref
+1.0 x i0_ref) fails its first discharge at t = 5120 s (mean x 0.503, V 0.665 V; also with k_ox = 0
+and with [i]+ smoothed over 0.01 A/m2): the step on which the first S|SE vertex's x passes 1
+(x = 1.00023) raises V by 80 mV and turns that vertex anodic, and Newton then fails down to
+dt = 6e-4 s. The layer's drop (eta_L down to -0.83 V) holds phi_s - phi_e about 0.8 V below the
+plateau, so a vertex whose surface fills is driven into U(x)'s steep linear tail beyond x = 1.
 
 Both interface equations are integrated with the vertex (trapezoidal) rule, so they hold at
 each S|SE vertex: the lumped mass keeps delta >= 0 (at a vertex the root of the delta equation
@@ -57,11 +72,6 @@ def removal_current(i, delta_nm, k_ox, c_L: float, F: float):
     i_max = 2.0 * F * c_L * k_ox * positive(delta_nm) * NM
     i_pos = positive(i)
     return i_pos * i_max / (i_pos + i_max + I_EPS_A_M2)
-
-
-def layer_source(i, delta_nm, k_ox, psi, c_L: float, F: float):
-    """psi [-i]+ - i_L: the current stored in the layer (+ while it grows on discharge)."""
-    return psi * positive(-i) - removal_current(i, delta_nm, k_ox, c_L, F)
 
 
 class ProductLayer:

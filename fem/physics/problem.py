@@ -8,6 +8,7 @@ lithiation equation by c_max L^d and multiplied by a reference time.
 With [product_layer] enabled (MODEL.md section 6b, fem/physics/layer.py) two interface fields
 join: the layer's ohmic drop eta_L and its live thickness delta (nm); their residuals are
 integrals over S|SE (the relation in thermal voltages, the thickness as a current density).
+The lithiation flux stays i (law v2: the layer is made of the particle's S).
 Disabled, the space and the forms are exactly those without the layer.
 """
 
@@ -44,14 +45,15 @@ class Measurement:
     I_storage_A_m2: float  # c_max F d<x>/dt V_S
     mean_x: float
     mean_eta_V: float
-    I_layer_A_m2: float = 0.0  # 2 F c_L d(integral delta dA)/dt: the product layer's storage
+    # 2 F c_L d(integral delta dA)/dt: the rate at which product goes into the layer. Informational:
+    # the layer is made of the particle's S (law v2), x already counts its Li, so not in the balance
+    I_layer_A_m2: float = 0.0
 
     @property
     def balance_error_A_m2(self) -> float:
         """Largest gap between the anode current and the interface, collector and storage
-        currents, the storage including the product layer's (MODEL.md section 9); NaN if any is NaN."""
-        stored = self.I_storage_A_m2 + self.I_layer_A_m2
-        gaps = [abs(I - self.I_A_m2) for I in (self.I_reaction_A_m2, self.I_collector_A_m2, stored)]
+        currents (MODEL.md section 9); NaN if any is NaN."""
+        gaps = [abs(I - self.I_A_m2) for I in (self.I_reaction_A_m2, self.I_collector_A_m2, self.I_storage_A_m2)]
         return float("nan") if any(g != g for g in gaps) else max(gaps)
 
 
@@ -154,8 +156,8 @@ class CellProblem:
         dS_v = ufl.Measure("dS", domain=mesh, subdomain_data=ft, metadata=layer.vertex_rule(mesh.topology.dim))
         if pl is not None:
             eta_L, delta, delta_n = fields[ETA_L]("+"), fields[DELTA]("+"), fields_n[DELTA]("+")
-            # psi [-i]+ - i_L: the part of i stored in the layer, the rest (i_x) enters S
-            s_L = layer.layer_source(i, delta, self.k_ox, self.psi, pl.c_L_mol_m3, F)
+            # i_L: the charge current drawn from the layer itself (converted at its outer face)
+            i_L = layer.removal_current(i, delta, self.k_ox, pl.c_L_mol_m3, F)
         # anode: uniform current (CC) or Butler-Volmer Robin condition at phi_an (CV)
         eta_an = self.phi_an - phi_e - an.U_an_V
         i_an_bv = kinetics.butler_volmer(self.i0_an, an.alpha, 1.0 - an.alpha, self.f, eta_an)
@@ -179,20 +181,18 @@ class CellProblem:
 
         def residual_x(q):
             # S: c_max dx/dt = div(c_max D(x) grad x), outward Li flux -c_max D grad x.n = i/F
-            r = T_REF_S * ((x - x_n) / self.dt * q * dx(tags.S)
-                           + (D_S / L**2) * inner(grad(x), grad(q)) * dx(tags.S)
-                           + i / (L * F * self.c_max) * q("+") * dS(tags.S_SE))
-            if pl is not None:
-                # with the layer the flux is i_x = i + psi [-i]+ - i_L (6b)
-                r = r + T_REF_S * s_L / (L * F * self.c_max) * q("+") * dS_v(tags.S_SE)
-            return r
+            # (with the layer too, i_x = i: the layer is made of the particle's S, 6b law v2)
+            return T_REF_S * ((x - x_n) / self.dt * q * dx(tags.S)
+                              + (D_S / L**2) * inner(grad(x), grad(q)) * dx(tags.S)
+                              + i / (L * F * self.c_max) * q("+") * dS(tags.S_SE))
 
         def residual_layer(v_L, v_d):
             R_L = layer.resistance_ohm_m2(delta, self.delta_dead, self.sigma_L)
-            # eta_L = i R_L, R_L = (delta + delta_dead)/sigma_L: the ohmic drop (6b), in units of RT/F
-            drop = self.f * (eta_L - i * R_L) * v_L("+") * dS_v(tags.S_SE)
+            # eta_L = (i - i_L) R_L, R_L = (delta + delta_dead)/sigma_L: the drop of the bulk current (6b), in RT/F
+            drop = self.f * (eta_L - (i - i_L) * R_L) * v_L("+") * dS_v(tags.S_SE)
             # 2 F c_L d delta/dt = psi [-i]+ - i_L: growth on discharge, catalyst-limited removal on charge
             stored = 2.0 * F * pl.c_L_mol_m3 * layer.NM * (delta - delta_n) / self.dt
+            s_L = self.psi * layer.positive(-i) - i_L
             return drop + (stored - s_L) * v_d("+") * dS_v(tags.S_SE)
 
         tests = ufl.TestFunctions(V)
@@ -352,7 +352,7 @@ class CellProblem:
         # volume integrals carry one more power of L than the per-area normalisation
         storage = self.c_max * F * UM * self._integral("int_dxdt") / A
         pl = self.layer_config
-        # the S|SE integral over the anode area carries no L; delta is in nm
+        # the S|SE integral over the anode area carries no L; delta is in nm (informational)
         I_layer = 0.0 if pl is None else 2.0 * F * pl.c_L_mol_m3 * layer.NM * self._integral("int_ddelta_dt") / A
         return Measurement(
             I_A_m2=I,

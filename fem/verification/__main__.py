@@ -40,8 +40,8 @@ TEXTS = {
         "1 in H1; pass when the least-squares rate over all meshes lies in [1.8, 2.3] (L2) and "
         "[0.85, 1.3] (H1). With the Li2S product layer (MODEL.md 6b; 2D and 3D, galvanostatic) the interface fields "
         "η_L = 0.02 sin(0.6x+0.2) cos(0.4y+0.3z) V (the layer's ohmic drop) and δ = 2 + 0.8 sin(0.5y+0.3−0.2z) "
-        "cos(0.7x) nm are manufactured too: Butler–Volmer at ξ = η − η_L, the relation η_L = i R_L, the growth "
-        "law 2 F c_L ∂δ/∂t = ψ[−i]₊ − i_L and the lithiation flux i + ψ[−i]₊ − i_L leave sources on S|SE "
+        "cos(0.7x) nm are manufactured too: Butler–Volmer at ξ = η − η_L, the relation η_L = (i − i_L) R_L and "
+        "the growth law 2 F c_L ∂δ/∂t = ψ[−i]₊ − i_L (law v2: the lithiation flux stays i) leave sources on S|SE "
         "(σ_L = 3e-4 S/m, ψ = 0.3, c_L = 1e6 mol/m³, k_ox = 10 /s, chosen so that every layer term counts "
         "against currents of 10³ A/m²; the sign of i changes along S|SE, so both branches are used). The "
         "solver lumps the two interface laws (vertex rule), so their sources take the same rule. Their "
@@ -58,8 +58,10 @@ TEXTS = {
         "is a full C/100 discharge to 0.6 V of a thinner planar cell with the true S density through "
         "fem.simulation.run; all of its S is connected. Product layer (MODEL.md 6b): a uniform 20 nm layer "
         "(σ_L = 1e-6 S/m, ψ = 0, k_ox = 0) at 0.1 mA/cm² must lower V by exactly i δ/σ_L = 20 mV against the "
-        "same cell without it (and match the closed form minus that drop); with ψ = 0.4 and the true S density "
-        "the layer must grow by ψ i t/(2 F c_L) in 3 steps of 10 s, with I = I_storage + I_layer."),
+        "same cell without it (and match the closed form minus that drop), and raise it by as much on charge "
+        "(only the bulk current i − i_L crosses the layer, i_L = 0 at k_ox = 0); with ψ = 0.4 and the true S density "
+        "the layer must grow by ψ i t/(2 F c_L) in 3 steps of 10 s, with I = I_storage (law v2: the layer is "
+        "made of the particle's S, the lithiation counts all the Li)."),
     "effective": (
         "fem.verification.effective_checks.analytic_checks(): effective conductivities of layers and "
         "inclusions computed by "

@@ -17,8 +17,8 @@ iteration starts from the uniform rest state, far from the answer.
 
 With the product layer (layer=True, MODEL.md 6b) the interface fields eta_L (ohmic drop) and
 delta (nm) are manufactured too: Butler-Volmer is evaluated at xi = eta - eta_L, the layer's
-relation eta_L = i R_L and its backward-Euler growth law leave interface sources, and the
-lithiation flux becomes i + psi [-i]+ - i_L. Their errors are measured on S|SE: L2 and the
+relation eta_L = (i - i_L) R_L and its backward-Euler growth law leave interface sources; the
+lithiation flux stays i (law v2: the layer is made of the particle's S). Their errors are measured on S|SE: L2 and the
 tangential H1 seminorm, expected O(h^2) and O(h).
 """
 
@@ -171,11 +171,12 @@ def manufactured_residual(exact: Manufactured):
         dS12 = dS(tags.S_SE)
         layer_terms = 0
         if layer:
-            # MODEL.md 6b written out again: s_L = psi [-i]+ - i_L, i_L = [i]+ i_Lmax/([i]+ + i_Lmax)
+            # MODEL.md 6b (law v2) written out again: i_L = [i]+ i_Lmax/([i]+ + i_Lmax), s_L = psi [-i]+ - i_L
             pl = problem.case.product_layer
             ip = ufl.max_value(i_ex, 0.0)
             i_max = 2.0 * F * pl.c_L_mol_m3 * problem.k_ox * delta("+") * NM
-            s_L = pl.psi * ufl.max_value(-i_ex, 0.0) - ip * i_max / (ip + i_max)
+            i_L = ip * i_max / (ip + i_max)
+            s_L = pl.psi * ufl.max_value(-i_ex, 0.0) - i_L
             R_L = delta("+") * NM / pl.sigma_L_S_m
             delta_n = ufl.split(problem.u_n)[DELTA]("+")
             # the solver lumps the interface laws (vertex rule): their sources take the same rule,
@@ -184,10 +185,8 @@ def manufactured_residual(exact: Manufactured):
             dSv = ufl.Measure("dS", domain=mesh, subdomain_data=cell.facet_tags,
                               metadata=vertex_rule(mesh.topology.dim))(tags.S_SE)
             layer_terms = (
-                # the x flux gains psi [-i]+ - i_L
-                - T_REF_S * s_L / (L * F * problem.c_max) * q("+") * dSv
-                # eta_L = i R_L (in units of RT/F, as the solver scales it)
-                - problem.f * (eta_L("+") - i_ex * R_L) * tests[ETA_L]("+") * dSv
+                # eta_L = (i - i_L) R_L (in units of RT/F, as the solver scales it)
+                - problem.f * (eta_L("+") - (i_ex - i_L) * R_L) * tests[ETA_L]("+") * dSv
                 # 2 F c_L d delta/dt = psi [-i]+ - i_L
                 - (2.0 * F * pl.c_L_mol_m3 * NM * (delta("+") - delta_n) / problem.dt - s_L) * tests[DELTA]("+") * dSv)
         return layer_terms + (

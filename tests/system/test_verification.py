@@ -55,10 +55,10 @@ def test_planar_cell_voltage_matches_the_closed_form(shared_tmp):
 @pytest.mark.mpi
 def test_uniform_product_layer_shifts_the_voltage_by_its_ohmic_drop(shared_tmp):
     """MODEL.md 6b, planar cell: a uniform 20 nm layer (psi = 0, k_ox = 0) lowers V by
-    i delta/sigma_L; a growing layer (psi = 0.4) reaches psi i t/(2 F c_L) with the charge
-    balance I = I_storage + I_layer to 1e-6."""
+    i delta/sigma_L and raises it by as much on charge; a growing layer (psi = 0.4) reaches
+    psi i t/(2 F c_L) with the charge balance I = I_storage to 1e-6 (law v2)."""
     checks = analytic.layer_checks(shared_tmp)
-    assert len(checks) == 4
+    assert len(checks) == 5
     for c in checks:
         assert c["passed"], c
     assert checks[0]["expected"] == pytest.approx(0.02)  # i delta / sigma_L = 1 A/m2 * 20 nm / 1e-6 S/m

@@ -1,6 +1,7 @@
 """The Li2S product layer (MODEL.md section 6b) through CellProblem's own forms on the tiny
-reference cell: off = psi 0 and no layer, charge balance with the layer's storage, growth on
-discharge, catalyst-limited removal on charge, the isolation of LAYER_SPEC's API."""
+reference cell: off = psi 0 and no layer, charge balance and sulfur conservation (law v2: the
+layer is made of the particle's S), growth on discharge, catalyst-limited removal on charge, the
+isolation of LAYER_SPEC's API."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from mpi4py import MPI
 from support import small_case
 
 from fem.case.catalysts import load_library
+from fem.constants import UM, F
 from fem.mesh import load_mesh
 from fem.physics.problem import CellProblem
 from fem.physics.spaces import DELTA
@@ -84,17 +86,17 @@ def test_layer_with_psi_zero_and_no_thickness_is_todays_model():
 
 
 @pytest.mark.mpi
-def test_charge_balance_includes_the_layer_storage():
-    """I = I_storage + I_layer to 1e-6 relative on a discharge that grows the layer and a
-    charge that converts it; delta >= 0 everywhere; on 2 ranks V and the layer equal 1 rank's."""
+def test_charge_balance_is_the_lithiation_storage_with_a_growing_layer():
+    """Law v2: I = I_storage = c_max F d<x>/dt V_S/A to 1e-6 relative on a discharge that grows
+    the layer (by ~psi of the current) and a charge that converts it: the layer's rate I_layer
+    is not a second store; delta >= 0 everywhere; on 2 ranks V and the layer equal 1 rank's."""
     problem, discharge, charge, grown = discharge_then_charge()
     assert all(m.I_layer_A_m2 > 0.2 * I_APP for m in discharge)  # the layer takes ~psi of the current
     assert all(m.I_layer_A_m2 < 0 for m in charge)  # converted back on charge
     assert problem.layer.mean_live_nm() < grown
     for m in discharge + charge:
         assert m.balance_error_A_m2 <= 1e-6 * abs(m.I_A_m2), m
-        # without the layer's storage the balance would be off by the layer's current
-        assert abs(m.I_storage_A_m2 - m.I_A_m2) > 0.05 * abs(m.I_A_m2)
+        assert abs(m.I_storage_A_m2 - m.I_A_m2) <= 1e-6 * abs(m.I_A_m2), m
     assert global_min(live_delta(problem)) >= 0.0
     comm = MPI.COMM_WORLD
     if comm.size == 1:
@@ -125,6 +127,28 @@ def test_a_less_active_catalyst_converts_less_of_the_layer():
         assert global_min(live_delta(problem)) >= 0.0
     assert left[1e-2] < 0.5 and left[1e-3] > 1.5 * left[1e-2]
     assert V[1e-3] > V[1e-2] + 1e-3
+
+
+def test_a_long_discharge_with_the_layer_cannot_exceed_the_sulfur():
+    """Law v2 conserves S: the charge passed on a discharge with psi = 0.3 equals the Li the
+    particles took, c_max F V_S/A (<x> - x0), step by step, and <x> stays at or below 1 (plus the
+    linear tail of U(x) beyond 1, far below 1 %): the layer holds no Li that no S supplied."""
+    case = layer_case(x0=0.8, enabled=True, psi=0.3, sigma_L_S_m=1e-6)
+    problem = problem_for(case)
+    problem.set_current(3.0 * I_APP)
+    x0, passed = problem.measure().mean_x, 0.0
+    for _ in range(12):
+        dt = advance(problem, 120.0)
+        m = problem.measure()
+        passed += m.I_A_m2 * dt
+        problem.accept()
+        if m.V < 0.3:
+            break
+    stored = problem.c_max * F * UM * problem.volume_S_um / problem.area_anode_um * (m.mean_x - x0)
+    assert stored == pytest.approx(passed, rel=1e-6)
+    theoretical = problem.one_C_A_m2() * 3600.0 * (1.0 - x0)  # the S left to discharge
+    assert 0.3 * theoretical < passed <= 1.01 * theoretical
+    assert m.mean_x <= 1.0 + 1e-2 and problem.layer.mean_live_nm() > 1.0
 
 
 def test_isolate_moves_live_layer_to_dead_and_raises_the_voltage_loss():
