@@ -146,12 +146,7 @@ class StepRunner:
         p.u.x.array[:] = p.u_n.x.array
         p.solver = p.new_solver()
         p.solver.total_iterations = old.total_iterations
-        # PETSc's options database is bounded: the old solver's prefixed options go with it
-        prefix = old.snes.getOptionsPrefix()
-        options = PETSc.Options()
-        for key in [k for k in options.getAll() if k.startswith(prefix)]:
-            options.delValue(key)
-        old.destroy()
+        old.destroy()  # its PETSc options go with the last solver that shares them
 
     @staticmethod
     def _crossed(step: Step, m: Measurement) -> bool:

@@ -10,6 +10,8 @@ tiny reference cell, and bt failed at the end of a charge where l2 went through.
 
 from __future__ import annotations
 
+import hashlib
+
 from petsc4py import PETSc
 
 from fem import compat
@@ -74,7 +76,9 @@ def petsc_options(config: SolverConfig, n_dofs: int = 0) -> dict:
 class NewtonSolver:
     """Solves F(u) = 0 with Dirichlet conditions; u holds the initial guess and the result."""
 
-    _count = 0
+    # PETSc's options database holds at most 512 entries: solvers with the same options share
+    # one prefix (a digest of the options), and a prefix's entries go with its last solver
+    _live_prefixes: dict[str, int] = {}
     residual_evaluations = 0  # over all solvers of the process (benchmarks read it)
 
     def __init__(self, F_form, J_form, u, bcs, comm, config: SolverConfig):
@@ -84,12 +88,14 @@ class NewtonSolver:
         self.A = pruned_jacobian_matrix(J_form, bcs)
         self.x = self.b.duplicate()
         self.snes = PETSc.SNES().create(comm)
-        NewtonSolver._count += 1
-        prefix = f"asslsb_newton{NewtonSolver._count}_"
+        self.preset = linear_preset(config, self.A.getSize()[0])
+        wanted = petsc_options(config, self.A.getSize()[0])
+        digest = hashlib.sha1(repr(sorted((k, repr(v)) for k, v in wanted.items())).encode()).hexdigest()[:12]
+        prefix = self._prefix = f"asslsb_{digest}_"
+        NewtonSolver._live_prefixes[prefix] = NewtonSolver._live_prefixes.get(prefix, 0) + 1
         self.snes.setOptionsPrefix(prefix)
         options = PETSc.Options()
-        self.preset = linear_preset(config, self.A.getSize()[0])
-        for key, value in petsc_options(config, self.A.getSize()[0]).items():
+        for key, value in wanted.items():
             options[prefix + key] = value
         self.snes.setFromOptions()
         self.atol, self.rtol = config.newton_atol, config.newton_rtol
@@ -202,6 +208,14 @@ class NewtonSolver:
         return self.snes.getConvergedReason(), iterations
 
     def destroy(self):
+        if self._prefix in NewtonSolver._live_prefixes:
+            NewtonSolver._live_prefixes[self._prefix] -= 1
+            if NewtonSolver._live_prefixes[self._prefix] <= 0:
+                del NewtonSolver._live_prefixes[self._prefix]
+                options = PETSc.Options()
+                for key in [k for k in options.getAll() if k.startswith(self._prefix)]:
+                    options.delValue(key)
+        self._prefix = None
         self.snes.destroy()
         self.A.destroy()
         self.b.destroy()

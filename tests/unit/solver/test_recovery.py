@@ -46,3 +46,25 @@ def test_a_failed_lu_factorisation_does_not_break_later_solves():
     problem.kappa.value, problem.i0.value = kappa, i0
     problem.u.x.array[:] = problem.u_n.x.array
     assert problem.solve(1.0)[0]  # the same solver object, a sound problem: converges again
+
+
+def test_solvers_with_the_same_options_share_their_petsc_options():
+    """PETSc's options database holds 512 entries: a long session (the test suite, a fit, many
+    renewed solvers) must not fill it with one copy of the options per solver."""
+    problem = problem_for("direct")
+    before = len(PETSc.Options().getAll())
+    solvers = [problem.new_solver() for _ in range(100)]  # 100 copies of ~6 options would overflow
+    assert len(PETSc.Options().getAll()) == before
+    problem.set_current(10.0)
+    problem.solver = solvers[-1]
+    assert problem.solve(1.0)[0]
+    for solver in solvers:
+        solver.destroy()
+    assert len(PETSc.Options().getAll()) == before  # the problem's first solver still holds them
+    # options no other solver has: they go with their only solver
+    config = replace(problem.case.solver, petsc_options={"ksp_rtol": 1.234e-9})
+    own = NewtonSolver(problem.F_form, problem.J_form, problem.u, problem.bcs, problem.comm, config)
+    prefix = own.snes.getOptionsPrefix()
+    assert any(k.startswith(prefix) for k in PETSc.Options().getAll())
+    own.destroy()
+    assert not any(k.startswith(prefix) for k in PETSc.Options().getAll())
