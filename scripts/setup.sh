@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="python3-dolfinx python3-h5py-mpi python3-matplotlib python3-venv python3-dev libopenblas0-pthread openmpi-bin make python3-pygalmesh python3-tifffile"
+APT_PACKAGES="python3-dolfinx python3-h5py-mpi python3-matplotlib python3-venv python3-dev libopenblas0-pthread openmpi-bin make python3-pygalmesh python3-tifffile python3-pandas"
 # --test: also the real ParaView 5.11 (pvbatch with its Python) and a virtual X server for
 # tests/system/test_paraview.py
 TEST_APT_PACKAGES="paraview python3-paraview xvfb xauth"
