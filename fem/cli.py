@@ -475,12 +475,12 @@ def _cmd_mesh(args, case: Case, out_dir: Path) -> None:
     report = None
     if comm.rank == 0:
         from fem.geometry.builder import build_mesh
-        from fem.geometry.packing import Packing, generate_packing, near_tangencies
+        from fem.geometry.packing import Packing, generate_packing, tangency_warning
         from fem.geometry.percolation import connectivity
 
         packing = Packing.from_json(geo.particles_file) if geo.particles_file else generate_packing(geo)
-        for issue in near_tangencies(packing, geo.min_gap_um):
-            logging.getLogger("fem.geometry").warning(f"nearly tangent, expect slivers: {issue}")
+        if (warning := tangency_warning(packing, geo)) is not None:
+            logging.getLogger("fem.geometry").warning(warning)
         msh = out_dir / "mesh.msh"
         try:
             report = build_mesh(packing, geo.mesh, msh, verbose=args.verbosity > 0)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from fem.case import CaseError, GeometryConfig, load_case
 from fem.geometry.builder import build_mesh
-from fem.geometry.packing import Packing, generate_packing, near_tangencies
+from fem.geometry.packing import Packing, generate_packing, tangency_warning
 from fem.geometry.percolation import connectivity
 
 # flag -> (sub-table or None, field)
@@ -98,8 +98,8 @@ def _main(argv=None) -> None:
         print(json.dumps({"tiff": str(args.export_tiff)} | exported, indent=1))
         if args.out is None:
             return
-    for issue in near_tangencies(packing, geo.min_gap_um) if geo.mesh.mesher == "occ" else []:
-        print(f"warning: nearly tangent, expect slivers: {issue}", file=sys.stderr)
+    if (warning := tangency_warning(packing, geo)) is not None:
+        print(f"warning: {warning}", file=sys.stderr)
     result = build_mesh(packing, geo.mesh, args.out, verbose=args.verbose)
     if geo.image.file is not None:  # the image's own fractions and connectivity are in result
         report = {"mesh": str(args.out), "image": str(geo.image.file)}

@@ -150,6 +150,19 @@ class Packing:
         return np.maximum(out, 0.0)
 
 
+def tangency_warning(packing: Packing, geo, shown: int = 5) -> str | None:
+    """One warning naming the near-tangencies an OCC mesh of geo would meet (the first `shown`
+    of them and their count), None without any or when a labelled-image mesher is used (its
+    voxels do not make slivers at a tangency)."""
+    if geo.mesh.mesher != "occ":
+        return None
+    issues = near_tangencies(packing, geo.min_gap_um)
+    if not issues:
+        return None
+    more = f"; and {len(issues) - shown} more" if len(issues) > shown else ""
+    return f"{len(issues)} nearly tangent surfaces, expect slivers: " + "; ".join(issues[:shown]) + more
+
+
 def near_tangencies(packing: Packing, min_gap_um: float) -> list[str]:
     """Pairs of surfaces, or a surface and a face of the cathode layer, that neither cross by
     min_gap_um / 2 nor keep min_gap_um apart, unless the near-tangency lies min_gap_um deep

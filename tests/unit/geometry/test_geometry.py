@@ -9,7 +9,7 @@ from mpi4py import MPI
 
 from fem import tags
 from fem.case import CarbonSpec, GeometryConfig, MeshConfig, PhaseSpec
-from fem.geometry.packing import Packing, Particle, generate_packing, near_tangencies
+from fem.geometry.packing import Packing, Particle, generate_packing, near_tangencies, tangency_warning
 from fem.geometry.percolation import connectivity, volume_fractions
 
 MESHES = Path(__file__).resolve().parents[3] / "meshes"
@@ -166,6 +166,17 @@ def test_near_tangencies_found():
     assert near_tangencies(Packing(2, (20.0, 10.0), 5.0, tangent + [cover]), gap) == []
     contact = [Particle("S", (10.0, 5.0), 1.0), Particle("C", (11.8, 5.0), 1.0)]
     assert near_tangencies(Packing(2, (20.0, 10.0), 5.0, contact), gap) == []
+
+
+def test_tangency_warning_counts_and_follows_the_mesher():
+    # seven S disks in a row, each 0.02 um from the next: six tangent pairs
+    row = Packing(2, (40.0, 10.0), 5.0, [Particle("S", (3.0 + 2.02 * k, 5.0), 1.0) for k in range(7)])
+    geo = GeometryConfig(dimension=2, min_gap_um=0.1)
+    warning = tangency_warning(row, geo, shown=2)
+    assert warning.startswith("6 nearly tangent surfaces") and warning.endswith("and 4 more")
+    assert "particles 0 and 1" in warning and "particles 2 and 3" not in warning
+    geo.mesh.mesher = "cgal"  # voxels make no slivers at a tangency
+    assert tangency_warning(row, geo) is None
 
 
 @pytest.mark.mpi
