@@ -62,7 +62,7 @@ TOL_RANDLES = 0.01  # |Z_fem - Z_exact| / |Z_exact| at every frequency
 TOL_KK = 1e-3  # largest linear-KK residual, relative to |Z|
 KK_MU_CUTOFF = 0.5
 TOL_DC = 1e-4  # R_step against Re Z(1e-4 Hz), relative (measured 3e-6)
-DC_STEP_A_M2, DC_DT_S, DC_T_END_S, DC_T_FIT_S = 0.01, 0.25, 30.0, 15.0
+DC_STEP_A_M2, DC_DT_S, DC_T_END_S, DC_T_FIT_S = 0.03, 0.25, 40.0, 25.0
 
 
 def thin_film_mesh(workdir: Path, comm) -> Path:
