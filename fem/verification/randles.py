@@ -168,7 +168,7 @@ def run_impedance(workdir: Path, comm=MPI.COMM_WORLD) -> dict:
     problem.solver.destroy()
     worst = int(np.argmax(rel))
     checks = [
-        check(f"thin film: Z(f) = Randles R_SE + R_ct||C_dl + Warburg + anode, worst of {len(f)} frequencies",
+        check(f"thin film: Z(f) = Randles R_SE + (R_ct + Warburg) ∥ C_dl + anode, worst of {len(f)} frequencies",
               0.0, float(rel[worst]), 0.0, "", f"max |Z_fem - Z_exact| / |Z_exact| (at {f[worst]:.3g} Hz)",
               atol=TOL_RANDLES),
         check("thin film: linear Kramers-Kronig residual of the FEM spectrum", 0.0, kk["max_residual"], 0.0, "",
