@@ -80,7 +80,11 @@ def test_slow_discharge_uses_the_connected_sulfur(shared_tmp):
     assert capacity <= 1.001 * theoretical_capacity_mAh_g()
     rows = read_rows(shared_tmp / "timeseries.csv")
     stored = (rows[-1]["mean_x"] - rows[0]["mean_x"]) * theoretical_capacity_mAh_g()
-    assert capacity == pytest.approx(stored, rel=1e-6)
+    # the charge passed also charged the double layers (MODEL.md 6c, 3e-5 of it here)
+    t = [r["t_s"] for r in rows]
+    passed, charging = (sum(0.5 * (a[k] + a[k + 1]) * (t[k + 1] - t[k]) for k in range(len(t) - 1))
+                        for a in ([r["I_mA_cm2"] for r in rows], [r["I_capacitive_mA_cm2"] for r in rows]))
+    assert capacity * (1.0 - charging / passed) == pytest.approx(stored, rel=1e-6)
 
 
 @pytest.mark.mpi
