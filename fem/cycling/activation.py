@@ -14,7 +14,8 @@ see none of it. At the rested end of charge g(x) ~ 0.07 and R_ct mostly measured
 regularisation of g (2164 ohm cm2 on the quickstart).
 
 At the rested state and each temperature T, one short backward-Euler step at a small current
-+i and one at -i (dt = 10 ms, both from the same state, nothing accepted) give
++i and one at -i (dt = 10 ms, both from the same state, nothing accepted, the double layer off:
+its R_ct C_dl of milliseconds would take part of the step's current) give
 
 * R_ct = (<eta>(-i) - <eta>(+i)) / 2i, <eta> the mean S|SE overpotential: the charge-transfer
   arc of an impedance spectrum, free of the ohmic SE and anode contributions;
@@ -86,6 +87,11 @@ def resistances(problem, temperatures_C, activity: float) -> tuple[np.ndarray, n
     T0 = problem.temperature_C
     i = PERTURBATION_A_M2
     r_ct, r_p = [], []
+    # the DC resistances: without the double layer (MODEL.md 6c), which with tau = R_ct C_dl of a
+    # few ms would take part of the 10 ms step's current and lower R_ct by 1/(1 + tau/dt), more
+    # at low T (tau grows with R_ct), biasing Ea
+    C_dl = float(problem.C_dl.value)
+    problem.C_dl.value = 0.0
     try:
         for T in temperatures_C:
             problem.set_temperature(T, activity)
@@ -98,6 +104,7 @@ def resistances(problem, temperatures_C, activity: float) -> tuple[np.ndarray, n
             r_p.append(p)
     finally:
         u[:] = saved
+        problem.C_dl.value = C_dl
         problem.set_temperature(T0, activity)
         problem.set_current(0.0)
     return np.array(r_ct), np.array(r_p)
