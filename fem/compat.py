@@ -201,6 +201,14 @@ def assemble_residual(b, F_form, bcs, x) -> None:
     fem_petsc.set_bc(b, bcs, x, -1.0)
 
 
+def assemble_load_vector(b, L_form) -> None:
+    """b = the assembled linear form (owned entries summed over the ranks), no conditions."""
+    with b.localForm() as b_local:
+        b_local.set(0.0)
+    fem_petsc.assemble_vector(b, L_form)
+    b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+
+
 def assemble_jacobian(A, J_form, bcs) -> None:
     A.zeroEntries()
     fem_petsc.assemble_matrix(A, J_form, bcs=bcs)

@@ -34,6 +34,7 @@ MAX_CURRENT_A_M2 = 1000.0  # 100 mA/cm2
 MAX_C_RATE = 100.0
 MAX_DURATION_S = 1e7  # about 116 days
 MAX_CYCLES = 1_000_000
+MAX_C_DL_UF_CM2 = 1e4  # double layers: 1-100 uF/cm2 are typical, 1e4 allows porous/rough effective values
 VOLTAGE_WINDOW_V = (0.0, 4.0)  # cut-offs and holds, vs Li-In
 MATERIAL_RANGES = {  # name -> (low, high, unit)
     "kappa_SE_S_m": (1e-8, 100.0, "S/m"), "Ea_kappa_SE_eV": (0.0, 2.0, "eV"),
@@ -48,7 +49,7 @@ _PETSC_KEY = re.compile(r"[a-z][a-z0-9_]*")
 
 _NOT_IN_FILE = {"base_dir"}  # set by load_case, not by the user
 # units live in key names; a suggested key with one of these suffixes says which unit it expects
-_UNIT_SUFFIXES = {"_m2_s": "m2/s", "_mol_m3": "mol/m3", "_nm": "nm", "_per_s": "1/s",
+_UNIT_SUFFIXES = {"_uF_cm2": "uF/cm2", "_m2_s": "m2/s", "_mol_m3": "mol/m3", "_nm": "nm", "_per_s": "1/s",
                   "_g_cm3": "g/cm3", "_A_m2": "A/m2", "_S_m": "S/m", "_eV": "eV",
                   "_kJ_mol": "kJ/mol", "_um": "um", "_V": "V", "_C": "degC", "_s": "s"}
 _TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
@@ -175,6 +176,10 @@ def _range_errors(case: Case) -> list[str]:
     need("kinetics.alpha_c", k.alpha_c, 0 < k.alpha_c < 1, "0 < value < 1")
     need("kinetics.w_min", k.w_min, 0 <= k.w_min <= 1, "0 <= value <= 1")
     need("kinetics.g_eps", k.g_eps, 0 < k.g_eps < 0.5, "0 < value < 0.5")
+    need("kinetics.C_dl_uF_cm2", k.C_dl_uF_cm2, 0 <= k.C_dl_uF_cm2 <= MAX_C_DL_UF_CM2,
+         f"0 <= value <= {MAX_C_DL_UF_CM2:g} (uF/cm2 of interface; 0 = no double layer)")
+    need("anode.C_dl_an_uF_cm2", a.C_dl_an_uF_cm2, 0 <= a.C_dl_an_uF_cm2 <= MAX_C_DL_UF_CM2,
+         f"0 <= value <= {MAX_C_DL_UF_CM2:g} (uF/cm2 of anode area; 0 = no double layer)")
     need("anode.alpha", a.alpha, 0 < a.alpha < 1, "0 < value < 1")
     need("anode.i0_an_A_m2", a.i0_an_A_m2, 0 < a.i0_an_A_m2 <= 1e6, "0 < value <= 1e6 (A/m2)")
     need("anode.U_an_V", a.U_an_V, 0 <= a.U_an_V <= 3, "0 <= value <= 3 (V vs Li/Li+)")

@@ -140,6 +140,8 @@ class Kinetics:
     l_cat_um: float = 0.5  # reach of the catalyst along S|SE
     w_min: float = 0.01  # uncatalysed background weight
     g_eps: float = 1e-3  # regularisation of g(x) at x = 0 and 1
+    # double-layer capacitance on S|SE and C|SE per true interface area (MODEL.md 6c); 0 = none
+    C_dl_uF_cm2: float = 10.0
 
 
 @dataclass
@@ -153,6 +155,11 @@ class Anode:
     alpha: float = 0.5
     Ea_an_kJ_mol: float = 30.0  # activation energy of i0_an (model assumption, see above)
     T_ref_C: float = 25.0  # temperature at which i0_an_A_m2 holds
+    # double layer of the anode | SE contact per anode area, in parallel with its Butler-Volmer
+    # R_ct,an (impedance only: the anode is not meshed). Model assumption: the MODEL.md 6c value of
+    # the cathode interfaces, a typical metal | solid-electrolyte value; no measured Li-In value is
+    # in shared/data/reference.toml. With i0_an = 5.5 A/m2 the arc peaks near 340 Hz
+    C_dl_an_uF_cm2: float = 10.0
 
 
 @dataclass

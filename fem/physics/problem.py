@@ -31,6 +31,7 @@ from fem.physics.materials import OCV, LithiationLaw, c_max_mol_m3, kappa_SE_S_m
 from fem.physics.spaces import DELTA, ETA_L, PHI_E, PHI_S, X, build_spaces, field_index_sets
 
 T_REF_S = 100.0  # time scale of the lithiation residual (conditioning only)
+UF_CM2 = 1e-2  # F/m2 per uF/cm2
 FACET_QUADRATURE_DEGREE = 4  # exp/ln terms: UFL would pick 7-13 (PLATFORM.md)
 
 
@@ -48,13 +49,36 @@ class Measurement:
     # 2 F c_L d(integral delta dA)/dt: the rate at which product goes into the layer. Informational:
     # the layer is made of the particle's S (law v2), x already counts its Li, so not in the balance
     I_layer_A_m2: float = 0.0
+    # -integral of the double-layer charging current C_dl d(phi_s - phi_e)/dt over S|SE and C|SE
+    # (MODEL.md 6c): the anode current is faradaic + capacitive, the storage gets only the faradaic
+    I_capacitive_A_m2: float = 0.0
 
     @property
     def balance_error_A_m2(self) -> float:
-        """Largest gap between the anode current and the interface, collector and storage
-        currents (MODEL.md section 9); NaN if any is NaN."""
-        gaps = [abs(I - self.I_A_m2) for I in (self.I_reaction_A_m2, self.I_collector_A_m2, self.I_storage_A_m2)]
+        """Largest gap between the anode current and the interface (faradaic + capacitive),
+        collector and storage (+ capacitive) currents (MODEL.md section 9); NaN if any is NaN."""
+        c = self.I_capacitive_A_m2
+        gaps = [abs(I - self.I_A_m2) for I in (self.I_reaction_A_m2 + c, self.I_collector_A_m2,
+                                               self.I_storage_A_m2 + c)]
         return float("nan") if any(g != g for g in gaps) else max(gaps)
+
+
+class StepLength:
+    """problem.dt: the step length as `.value`, held as its inverse inv_dt (a UFL constant).
+
+    The forms depend on 1/dt linearly, so J(inv_dt = 0) is the static Jacobian and
+    J(1) - J(0) the storage/capacitive matrix (fem.solver.impedance)."""
+
+    def __init__(self, inv_dt):
+        self.inv_dt = inv_dt
+
+    @property
+    def value(self) -> float:
+        return 1.0 / float(self.inv_dt.value)
+
+    @value.setter
+    def value(self, dt_s: float) -> None:
+        self.inv_dt.value = 1.0 / dt_s
 
 
 class CellProblem:
@@ -83,7 +107,8 @@ class CellProblem:
         def const(value):
             return fem.Constant(mesh, PETSc.ScalarType(value))
 
-        self.dt = const(1.0)
+        self.inv_dt = const(1.0)  # 1/dt of backward Euler, 1/s
+        self.dt = StepLength(self.inv_dt)
         self.galvanostatic = const(1.0)  # 1: current control, 0: voltage control (Robin anode)
         self.i_app = const(0.0)  # A/m2 entering the SE at the anode, + on discharge
         self.phi_an = const(0.0)  # anode potential under voltage control
@@ -91,6 +116,7 @@ class CellProblem:
         self.kappa = const(1.0)
         self.i0 = const(1.0)  # catalyst exchange current density, A/m2
         self.i0_an = const(case.anode.i0_an_A_m2)  # anode exchange current density at T, A/m2
+        k = case.kinetics
         self.f_c = const(1.0)  # S|SE contact factor (ageing, MODEL.md section 6)
         # constants, not literals: a fit that varies them reuses the compiled forms
         self.D_S = const(case.materials.D_S_m2_s)
@@ -102,6 +128,9 @@ class CellProblem:
         self.delta_dead = const(0.0)  # nm, isolated layer: a slow variable (fem.cycling)
         self.set_temperature(case.conditions.temperature_C)
 
+        # double-layer capacitances (MODEL.md 6c), F/m2 of true interface area
+        self.C_dl = const(k.C_dl_uF_cm2 * UF_CM2)
+        self.C_dl_an_F_m2 = case.anode.C_dl_an_uF_cm2 * UF_CM2
         self.d_C = self._distance_to_carbon(mesh)
         self._build_forms(mesh)
         self._solver_factory = solver_factory
@@ -163,6 +192,18 @@ class CellProblem:
         i_an_bv = kinetics.butler_volmer(self.i0_an, an.alpha, 1.0 - an.alpha, self.f, eta_an)
         i_an = self.galvanostatic * self.i_app + (1.0 - self.galvanostatic) * i_an_bv
         self.eta, self.i_bv, self.i_an = eta, i_bv, i_an
+        # double-layer charging C_dl d(phi_s - phi_e)/dt (MODEL.md 6c), + like i (anodic); on S|SE
+        # on the contact area left (f_c), on C|SE only where both potentials are solved for: a
+        # pinned (floating) network would act as a capacitor to ground (w_dl = 0 there)
+        phi_e_n, phi_s_n = fields_n[PHI_E], fields_n[PHI_S]
+        i_dl = self.C_dl * self.inv_dt * ((phi_s - phi_e) - (phi_s_n - phi_e_n))
+        active = fem.Function(V)
+        for field in (PHI_E, PHI_S):
+            _, to_parent = self.spaces.collapsed[field]
+            active.x.array[to_parent] = self.spaces.active[field]
+        w_dl = ufl.split(active)[PHI_E] * ufl.split(active)[PHI_S]
+        i_dl_S, i_dl_C = (self.f_c * i_dl)("+"), (w_dl * i_dl)("+")
+        self.i_dl_S, self.i_dl_C = i_dl_S, i_dl_C
         # sigma_S(x), D_S(x): the case's lithiation laws on the constant prefactors
         sigma_S = LithiationLaw.from_materials(self.case.materials, "sigma_S").ufl(self.sigma_S, x)
         D_S = LithiationLaw.from_materials(self.case.materials, "D_S").ufl(self.D_S, x)
@@ -170,19 +211,21 @@ class CellProblem:
 
         def residual_e(v_e):
             # SE: -div(kappa grad phi_e) = 0; i enters the SE at S|SE, i_an at the anode
+            # (and the double-layer charging currents, 6c)
             return (self.kappa / L) * inner(grad(phi_e), grad(v_e)) * dx(tags.SE) \
-                - i * v_e("+") * dS(tags.S_SE) - i_an * v_e * ds(tags.ANODE)
+                - (i + i_dl_S) * v_e("+") * dS(tags.S_SE) - i_dl_C * v_e("+") * dS(tags.C_SE) \
+                - i_an * v_e * ds(tags.ANODE)
 
         def residual_s(v_s):
             # C and S: -div(sigma grad phi_s) = 0, sigma_S(x) in S; i leaves S as electronic current at S|SE
             return (self.sigma_C / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.C) \
                 + (sigma_S / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.S) \
-                + i * v_s("+") * dS(tags.S_SE)
+                + (i + i_dl_S) * v_s("+") * dS(tags.S_SE) + i_dl_C * v_s("+") * dS(tags.C_SE)
 
         def residual_x(q):
             # S: c_max dx/dt = div(c_max D(x) grad x), outward Li flux -c_max D grad x.n = i/F
             # (with the layer too, i_x = i: the layer is made of the particle's S, 6b law v2)
-            return T_REF_S * ((x - x_n) / self.dt * q * dx(tags.S)
+            return T_REF_S * ((x - x_n) * self.inv_dt * q * dx(tags.S)
                               + (D_S / L**2) * inner(grad(x), grad(q)) * dx(tags.S)
                               + i / (L * F * self.c_max) * q("+") * dS(tags.S_SE))
 
@@ -191,7 +234,7 @@ class CellProblem:
             # eta_L = (i - i_L) R_L, R_L = (delta + delta_dead)/sigma_L: the drop of the bulk current (6b), in RT/F
             drop = self.f * (eta_L - (i - i_L) * R_L) * v_L("+") * dS_v(tags.S_SE)
             # 2 F c_L d delta/dt = psi [-i]+ - i_L: growth on discharge, catalyst-limited removal on charge
-            stored = 2.0 * F * pl.c_L_mol_m3 * layer.NM * (delta - delta_n) / self.dt
+            stored = 2.0 * F * pl.c_L_mol_m3 * layer.NM * (delta - delta_n) * self.inv_dt
             s_L = self.psi * layer.positive(-i) - i_L
             return drop + (stored - s_L) * v_d("+") * dS_v(tags.S_SE)
 
@@ -227,12 +270,13 @@ class CellProblem:
             "int_i_an": i_an * ds(tags.ANODE),
             "int_phi_e_anode": phi_e * ds(tags.ANODE),
             "int_x": x * dx(tags.S),
-            "int_dxdt": (x - x_n) / self.dt * dx(tags.S),
+            "int_dxdt": (x - x_n) * self.inv_dt * dx(tags.S),
+            "int_i_dl": i_dl_S * dS(tags.S_SE) + i_dl_C * dS(tags.C_SE),
             "int_eta": eta("+") * dS(tags.S_SE),
             "collector": residual_s(self.w_cc),
         }
         if pl is not None:
-            forms["int_ddelta_dt"] = (delta - delta_n) / self.dt * dS(tags.S_SE)
+            forms["int_ddelta_dt"] = (delta - delta_n) * self.inv_dt * dS(tags.S_SE)
             forms["int_delta"] = delta * dS(tags.S_SE)
         self._functionals = {k: compat.form(v) for k, v in forms.items()}
         self.area_anode_um = self._integral("area_anode")
@@ -363,6 +407,7 @@ class CellProblem:
             mean_x=self._integral("int_x") / self.volume_S_um,
             mean_eta_V=self._integral("int_eta") / self.area_interface_um,
             I_layer_A_m2=I_layer,
+            I_capacitive_A_m2=-self._integral("int_i_dl") / A,
         )
 
     # --- cell properties ----------------------------------------------------------------
