@@ -267,7 +267,7 @@ def _ageing_errors(case: Case, need) -> None:
 
 # impedance.py 1.7.1's circuit elements (not imported here: it loads scipy and matplotlib)
 CIRCUIT_ELEMENTS = ("R", "C", "L", "CPE", "W", "Wo", "Ws", "G", "Gs", "K", "La", "T", "TLMQ", "Zarc")
-IMPEDANCE_SOLVERS = ("direct", "iterative")
+IMPEDANCE_SOLVERS = ("direct", "iterative", "auto")
 _CIRCUIT_TOKEN = re.compile(r"[A-Za-z]+_?\d+|[ps]\(|[(),\-]|\s+")
 
 

@@ -283,7 +283,9 @@ class ImpedanceConfig:
     rest_s: float = 600.0  # rest before the spectrum
     temperatures_C: list[float] = field(default_factory=lambda: [15.0, 25.0, 35.0, 45.0])
     cycles: list[int] = field(default_factory=list)  # cycles after which a run records spectra
-    circuit: str = "R0-p(R1,CPE1)-Wo1"  # impedance.py notation; R0 = R_SE, R1 = R_ct
+    # impedance.py notation; R0 = R_SE, R1 = R_ct; arcs are matched to the spectrum's in order of
+    # decreasing frequency: R2 the anode's (fast), R1 the cathode's charge transfer
+    circuit: str = "R0-p(R2,CPE2)-p(R1,CPE1)-Wo1"
     linear_solver: str = "direct"  # of the (J + i omega M) solve, fem.solver.impedance
 
 

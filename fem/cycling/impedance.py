@@ -61,28 +61,29 @@ def _param_count(kind: str) -> int:
     return {"CPE": 2, "Wo": 2, "Ws": 2, "G": 2, "Gs": 3, "K": 2, "La": 2, "T": 4, "TLMQ": 3, "Zarc": 3}.get(kind, 1)
 
 
-def _arcs(f: np.ndarray, Z: np.ndarray) -> list[tuple[float, float, float]]:
-    """(width on the real axis, apex frequency, Re Z at the apex) of each arc of -Im Z, from high
-    to low frequency: a peak of -Im Z (smoothed over 5 points against noise) that stands out by a
-    fifth of its height, bounded by the minima of -Im Z around it."""
+def _arcs(f: np.ndarray, Z: np.ndarray, n: int) -> list[tuple[float, float]]:
+    """(width on the real axis, apex frequency) of the spectrum's n largest arcs, from high to low
+    frequency. An arc is a peak of g = dRe Z / d(-ln f) (smoothed over 5 points against noise):
+    an (R, C) element gives a peak of height R/2 at w R C = 1 whose area is R, so arcs whose -Im Z
+    merge into one (a small, fast anode arc on the flank of the cathode's) still separate."""
     from scipy.signal import find_peaks
 
     order = np.argsort(-f)  # high to low frequency
     f, Z = f[order], Z[order]
-    y = np.convolve(np.pad(-Z.imag, 2, mode="edge"), np.ones(5) / 5, mode="valid")
-    peaks, props = find_peaks(y, prominence=0.0)
-    peaks = [k for k, p in zip(peaks, props["prominences"]) if y[k] > 0 and p > 0.2 * y[k]]
+    s = -np.log(f)
+    g = np.gradient(Z.real, s)
+    g = np.convolve(np.pad(g, 2, mode="edge"), np.ones(5) / 5, mode="valid")
+    peaks, props = find_peaks(g, prominence=0.0)
+    peaks = [k for k, p in zip(peaks, props["prominences"]) if g[k] > 0 and p > 0.2 * g[k]]
     arcs, start = [], 0
     for j, k in enumerate(peaks):
-        end = peaks[j + 1] if j + 1 < len(peaks) else len(y) - 1
-        valley = k + int(np.argmin(y[k:end + 1]))  # where this arc gives way to the next feature
-        lo = Z.real[start]
-        # a semicircle is twice as wide as its apex is far from its start; a depressed arc or a
-        # tail that rises before the arc closes: the valley's Re Z is the better bound
-        width = max(2.0 * (Z.real[k] - lo), Z.real[valley] - lo if valley > k else 0.0)
-        arcs.append((max(width, 1e-12), f[k], Z.real[k]))
+        end = peaks[j + 1] if j + 1 < len(peaks) else len(g) - 1
+        valley = k + int(np.argmin(g[k:end + 1])) if j + 1 < len(peaks) else end
+        width = float(np.trapz(np.clip(g[start:valley + 1], 0, None), s[start:valley + 1]))
+        arcs.append((max(width, 1e-12), float(f[k])))
         start = valley
-    return arcs
+    keep = sorted(sorted(range(len(arcs)), key=lambda a: -arcs[a][0])[:n])  # the n widest, by frequency
+    return [arcs[a] for a in keep]
 
 
 def initial_guess(circuit: str, f_Hz, Z_ohm_cm2) -> list[float]:
@@ -90,13 +91,13 @@ def initial_guess(circuit: str, f_Hz, Z_ohm_cm2) -> list[float]:
     f, Z = np.asarray(f_Hz, float), np.asarray(Z_ohm_cm2, complex)
     hi, lo = int(np.argmax(f)), int(np.argmin(f))
     R0 = max(float(Z.real[hi]), 1e-12)
-    arcs = _arcs(f, Z)
     total = max(float(Z.real[lo]) - R0, 1e-9 * max(R0, 1.0))
     n_arcs = sum(1 for name, kind in _elements(circuit) if kind == "R" and name != "R0")
+    arcs = _arcs(f, Z, n_arcs)
     if len(arcs) < n_arcs:  # unseen arcs: share what is left of the spectrum's width
         rest = max(total - sum(a[0] for a in arcs), total / max(n_arcs, 1))
         f_geo = math.sqrt(f.max() * f.min())
-        arcs += [(rest / (n_arcs - len(arcs)), f_geo, 0.0)] * (n_arcs - len(arcs))
+        arcs += [(rest / (n_arcs - len(arcs)), f_geo)] * (n_arcs - len(arcs))
     used = sum(a[0] for a in arcs[:n_arcs])
     tail_re = max(float(Z.real[lo]) - R0 - used, 0.05 * max(used, R0))
     w_lo = 2 * math.pi * f[lo]
@@ -129,7 +130,7 @@ def initial_guess(circuit: str, f_Hz, Z_ohm_cm2) -> list[float]:
     return guess
 
 
-def fit_circuit(f_Hz, Z_ohm_cm2, circuit: str = "R0-p(R1,CPE1)-Wo1") -> CircuitFit:
+def fit_circuit(f_Hz, Z_ohm_cm2, circuit: str = "R0-p(R2,CPE2)-p(R1,CPE1)-Wo1") -> CircuitFit:
     """Fit `circuit` to Z(f) (ohm cm2), weighted by |Z| (every decade counts alike)."""
     import warnings
 
