@@ -129,7 +129,8 @@ def markdown_table(summary: dict) -> str:
     def f(v, fmt):
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
-    text = "| catalyst | cycle | SOC | R_SE ohm cm2 | R_ct ohm cm2 | +- | Ea kJ/mol | R^2 |\n|---|---|---|---|---|---|---|---|\n"
+    text = ("| catalyst | cycle | SOC | R_SE ohm cm2 | R_ct ohm cm2 | +- | Ea kJ/mol | R^2 |\n"
+            "|---|---|---|---|---|---|---|---|\n")
     for r in summary["results"]:
         cycle = "fresh" if r["cycle"] == 0 else str(r["cycle"])
         text += (f"| {r['label']} | {cycle} | {f(r['state_of_charge'], '.3f')} | {f(r['R_SE_ohm_cm2'], '.4g')} | "
