@@ -154,3 +154,25 @@ def test_spectra_survive_a_resume_and_a_forced_cycle_is_simulated(tmp_path):
     assert cycles[10]["simulated"] == 1 and cycles[10]["R_ct_EIS_ohm_cm2"] > 0
     assert summary["simulated_cycles"] < 12  # it did jump
     assert {r["cycle"] for r in read_csv_rows(tmp_path / "impedance.csv")} == {1, 11}
+
+
+@pytest.mark.mpi
+def test_the_study_gives_one_result_on_every_rank(shared_tmp):
+    """Each rank fits the spectrum it got: the fits (and so the tables rank 0 writes) must agree,
+    and match the serial numbers of the test above (R_ct 2179.0 ohm cm2 at 25 degC, measured)."""
+    from mpi4py import MPI
+
+    import fem
+
+    path = shared_tmp / "tiny_eis.toml"
+    if MPI.COMM_WORLD.rank == 0:
+        path.write_text(TINY + '[impedance]\nstate = "initial"\nrest_s = 10\npoints_per_decade = 4\n'
+                               "f_max_Hz = 1e9\ntemperatures_C = [25, 45]\n")
+    MPI.COMM_WORLD.barrier()
+    case = fem.load_case(path)
+    case.output.plots = False
+    summary = fem.run_impedance(case, shared_tmp / "out")
+    (result,) = summary["results"]
+    everyone = MPI.COMM_WORLD.allgather((result["R_ct_ohm_cm2"], result["Ea_kJ_mol"]))
+    assert all(r == pytest.approx(everyone[0], rel=1e-10) for r in everyone)
+    assert result["R_ct_ohm_cm2"] == pytest.approx(2179.0, rel=1e-3)
