@@ -50,8 +50,11 @@ def _occ_shape(shape: Shape, dim: int) -> int:
 
 
 def build_block_mesh(box_um, separator_um: float, shapes: list[Shape], h_um: float,
-                     msh_path: Path) -> dict:
+                     msh_path: Path, grading: tuple[float, float, float] | None = None) -> dict:
     """Mesh the cell with uniform element size h_um; writes msh_path and its Packing JSON.
+
+    grading = (x_um, h_min_um, growth): element size min(h_um, h_min_um + growth |x - x_um|)
+    instead, fine at the plane x = x_um (a thin diffusion layer there).
 
     Runs gmsh in this process only (callers guard with rank 0). Returns {"cells", "h_um"}.
     """
@@ -73,6 +76,13 @@ def build_block_mesh(box_um, separator_um: float, shapes: list[Shape], h_um: flo
         opt("Mesh.SaveAll", 0)  # untagged same-phase facets are dropped
         opt("General.NumThreads", 1)
         gmsh.model.add("verification")
+        if grading is not None:
+            x_um, h_min_um, growth = grading
+            opt("Mesh.MeshSizeMin", h_min_um)
+            opt("Mesh.MeshSizeExtendFromBoundary", 0)
+            size = gmsh.model.mesh.field.add("MathEval")
+            gmsh.model.mesh.field.setString(size, "F", f"Min({h_um!r}, {h_min_um!r} + {growth!r} * Abs(x - {x_um!r}))")
+            gmsh.model.mesh.field.setAsBackgroundMesh(size)
         inputs = [box("SE", (0.0,) * dim, box_um)] + list(shapes)
         occ_tags = [(dim, _occ_shape(s, dim)) for s in inputs]
         _, out_map = gmsh.model.occ.fragment(occ_tags[:1], occ_tags[1:])
@@ -89,11 +99,13 @@ def build_block_mesh(box_um, separator_um: float, shapes: list[Shape], h_um: flo
     finally:
         gmsh.finalize()
     meta = {"verification_shapes": [asdict(s) for s in shapes], "h_um": h_um}
+    if grading is not None:
+        meta["grading"] = list(grading)
     Packing(dim, tuple(box_um), separator_um, [], meta).to_json(msh_path.with_suffix(".json"))
     return {"cells": int(cells), "h_um": h_um}
 
 
-def build_on_root(comm, msh_path: Path, *args) -> dict:
+def build_on_root(comm, msh_path: Path, *args, **kwargs) -> dict:
     """build_block_mesh on rank 0, its result on every rank once the file exists."""
-    info = build_block_mesh(*args, msh_path=msh_path) if comm.rank == 0 else None
+    info = build_block_mesh(*args, msh_path=msh_path, **kwargs) if comm.rank == 0 else None
     return comm.bcast(info, root=0)

@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 MMS_L2_RANGE = (1.8, 2.3)
 MMS_H1_RANGE = (0.85, 1.3)
 FIELD_LABELS = {"phi_e": "φe (SE)", "phi_s": "φs (S ∪ C)", "x": "x (S)", "eta_L": "η_L (S|SE)", "delta": "δ (S|SE)"}
@@ -36,6 +38,8 @@ def summary(data: dict) -> dict:
         "effective_checks": data.get("effective"),
         "mesh_convergence": data.get("convergence"),
         "parallel": data["parallel"]["comparison"] if data.get("parallel") else None,
+        "impedance": ({k: data["impedance"][k] for k in ("checks", "kk", "dc")}
+                      | {"max_rel_error": max(data["impedance"]["rel_error"])} if data.get("impedance") else None),
         "wall_time_s": data["wall_time_s"],
     }
     passed = {
@@ -46,6 +50,8 @@ def summary(data: dict) -> dict:
         passed["effective"] = all(c["passed"] for c in data["effective"])
     if data.get("convergence") is not None:
         passed["mesh_convergence"] = data["convergence"]["passed"]
+    if data.get("impedance") is not None:
+        passed["impedance"] = all(c["passed"] for c in data["impedance"]["checks"])
     if data.get("parallel") is not None:
         passed["parallel"] = all(c["passed"] for c in data["parallel"]["comparison"])
     out["passed"] = passed
@@ -123,6 +129,28 @@ def parallel_plot(runs: list[dict], path: Path) -> None:
     axes[1].legend(fontsize=8)
     for ax in axes:
         ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def impedance_plot(result: dict, path: Path) -> None:
+    """Nyquist plot of the FEM and the closed-form spectra, and their relative difference."""
+    plt = _pyplot()
+    fem_, exact = (np.array([complex(*z) for z in result[k]]) for k in ("Z_fem", "Z_exact"))
+    f = np.array(result["f_Hz"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    axes[0].plot(exact.real, -exact.imag, "k-", lw=1, label="Randles (closed form)")
+    axes[0].plot(fem_.real, -fem_.imag, "o", ms=3, label="FEM")
+    axes[0].set_xlabel("Re Z (Ω cm²)")
+    axes[0].set_ylabel("−Im Z (Ω cm²)")
+    axes[0].set_aspect("equal", adjustable="datalim")
+    axes[0].legend(fontsize=8)
+    axes[1].loglog(f, result["rel_error"], "o-", ms=3)
+    axes[1].set_xlabel("f (Hz)")
+    axes[1].set_ylabel("|Z_fem − Z_exact| / |Z_exact|")
+    for ax in axes:
+        ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -228,7 +256,11 @@ def write_report(out: Path, data: dict, texts: dict) -> dict:
     if data.get("convergence") is not None:
         convergence_plot(data["convergence"], out / "mesh_convergence.png")
         lines += _convergence_section(data["convergence"])
-    lines += ["## 5. Parallel consistency", "", texts["parallel"], ""]
+    lines += ["## 5. Impedance of a planar thin film (MODEL.md 6c)", "", texts["impedance"], ""]
+    if data.get("impedance") is not None:
+        impedance_plot(data["impedance"], out / "impedance.png")
+        lines += ["![impedance](impedance.png)", ""] + _checks_table(data["impedance"]["checks"]) + [""]
+    lines += ["## 6. Parallel consistency", "", texts["parallel"], ""]
     if data.get("parallel") is not None:
         parallel_plot(data["parallel"]["runs"], out / "parallel.png")
         lines += _parallel_section(data["parallel"])
