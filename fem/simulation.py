@@ -229,7 +229,8 @@ def _run_in(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[d
         output.write_table(out_dir / "activation_energy.csv", activation.COLUMNS, engine.activation_rows, comm)
     if engine.impedance_rows:
         write_spectra(out_dir, engine.impedance_rows, engine.impedance_fit_rows, case.name,
-                      case.output.plots, comm, files=("impedance.csv", "impedance_fits.csv"))
+                      case.output.plots, comm, files=("impedance.csv", "impedance_fits.csv"),
+                      temperature_C=case.conditions.temperature_C)
     summary = {
         "case": case.name,
         "cycles": len(cycle_rows),
@@ -265,14 +266,22 @@ def _run_in(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[d
     return summary, writer.rows, cycle_rows
 
 
+MAX_PLOTTED_SPECTRA = 12  # more (catalysts x cycles x temperatures) are drawn at one temperature only
+
+
 def write_spectra(out_dir: Path, rows: list[dict], fit_rows: list[dict], title: str, plots: bool, comm,
-                  files=("impedance.csv", "fits.csv")) -> None:
-    """The spectra and their fits as tables (the project's CSV writer), Nyquist and Bode plots."""
+                  files=("impedance.csv", "fits.csv"), temperature_C: float = 25.0) -> None:
+    """The spectra and their fits as tables (the project's CSV writer), Nyquist and Bode plots
+    (at the temperature closest to temperature_C when there are too many spectra for one figure)."""
     output.write_table(out_dir / files[0], impedance.SPECTRUM_COLUMNS, rows, comm)
     output.write_table(out_dir / files[1], impedance.FIT_COLUMNS, fit_rows, comm)
     if plots and comm.rank == 0:
         from fem.outputs import plots as figures
 
+        if len({(r["label"], r["cycle"], r["temperature_C"]) for r in rows}) > MAX_PLOTTED_SPECTRA:
+            closest = min({r["temperature_C"] for r in rows}, key=lambda T: abs(T - temperature_C))
+            rows = [r for r in rows if r["temperature_C"] == closest]
+            title = f"{title}, {closest:g} °C"
         spectra = figures.spectra_by_label(rows)
         figures.nyquist_plot(spectra, out_dir / "nyquist.png", title=title)
         figures.bode_plot(spectra, out_dir / "bode.png", title=title)

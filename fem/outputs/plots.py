@@ -311,7 +311,10 @@ def nyquist_plot(spectra: list[dict], path, title: str = "") -> Figure:
     ax.axhline(0.0, color="0.6", lw=0.8)
     if title:
         ax.set_title(title)
-    if len(spectra) > 1:
+    if len(spectra) > 4:  # beside the axes: many arcs fill the plot's corners
+        fig.set_size_inches(9.0, 5.2)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
+    elif len(spectra) > 1:
         ax.legend(loc="best")
     return _save(fig, path)
 

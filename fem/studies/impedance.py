@@ -119,7 +119,8 @@ def run_impedance(case: Case, out_dir: str | Path, comm=None, resume: bool = Fal
                "results": summary_rows(fits, case.conditions.temperature_C), "runs": runs,
                "wall_time_s": time.perf_counter() - wall0}
     if rows:
-        write_spectra(out_dir, rows, fits, case.name, case.output.plots, comm)
+        write_spectra(out_dir, rows, fits, case.name, case.output.plots, comm,
+                      temperature_C=case.conditions.temperature_C)
     write_summary_json(out_dir / "summary.json", summary, comm)
     return summary
 
