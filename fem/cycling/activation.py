@@ -14,7 +14,8 @@ see none of it. At the rested end of charge g(x) ~ 0.07 and R_ct mostly measured
 regularisation of g (2164 ohm cm2 on the quickstart).
 
 At the rested state and each temperature T, one short backward-Euler step at a small current
-+i and one at -i (dt = 10 ms, both from the same state, nothing accepted) give
++i and one at -i (dt = 10 ms, both from the same state, nothing accepted, the double layer off:
+its R_ct C_dl of milliseconds would take part of the step's current) give
 
 * R_ct = (<eta>(-i) - <eta>(+i)) / 2i, <eta> the mean S|SE overpotential: the charge-transfer
   arc of an impedance spectrum, free of the ohmic SE and anode contributions;
@@ -88,10 +89,10 @@ def resistances(problem, temperatures_C, activity: float) -> tuple[np.ndarray, n
     T0 = problem.temperature_C
     i = PERTURBATION_A_M2
     r_ct, r_p = [], []
-    # the double layer (MODEL.md 6c) is switched off for the 10 ms steps: with C_dl = 10 uF/cm2 its
-    # charging carries the step's current (tau = R_ct C_dl ~ 0.25 s), and the tiny cell's R_ct read
-    # 74 instead of 1844 ohm cm2 (EIS fit: 2162); the faradaic R_ct is what this measures
-    C_dl = problem.C_dl.value.copy()
+    # the DC resistances: without the double layer (MODEL.md 6c), which with tau = R_ct C_dl of a
+    # few ms would take part of the 10 ms step's current and lower R_ct by 1/(1 + tau/dt), more
+    # at low T (tau grows with R_ct), biasing Ea
+    C_dl = float(problem.C_dl.value)
     problem.C_dl.value = 0.0
     try:
         for T in temperatures_C:

@@ -68,6 +68,7 @@ class Recorder:
             "I_reaction_mA_cm2": p.to_mA_cm2(m.I_reaction_A_m2),
             "I_collector_mA_cm2": p.to_mA_cm2(m.I_collector_A_m2),
             "I_storage_mA_cm2": p.to_mA_cm2(m.I_storage_A_m2),
+            "I_capacitive_mA_cm2": p.to_mA_cm2(m.I_capacitive_A_m2),
         })
 
 

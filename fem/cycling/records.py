@@ -24,8 +24,10 @@ STEP_KINDS = ("discharge", "charge", "rest", "hold")
 SECONDS_PER_HOUR = 3600.0
 
 
-# charge-balance columns beside the documented time series (MODEL.md section 9)
-BALANCE_COLUMNS = ["I_reaction_mA_cm2", "I_collector_mA_cm2", "I_storage_mA_cm2"]
+# charge-balance columns beside the documented time series (MODEL.md section 9): the anode current
+# equals the collector current, reaction + capacitive (the double layers, MODEL.md 6c) and
+# storage + capacitive
+BALANCE_COLUMNS = ["I_reaction_mA_cm2", "I_collector_mA_cm2", "I_storage_mA_cm2", "I_capacitive_mA_cm2"]
 
 
 def step_segments(rows: list[dict]) -> list[list[dict]]:

@@ -10,6 +10,12 @@ join: the layer's ohmic drop eta_L and its live thickness delta (nm); their resi
 integrals over S|SE (the relation in thermal voltages, the thickness as a current density).
 The lithiation flux stays i (law v2: the layer is made of the particle's S).
 Disabled, the space and the forms are exactly those without the layer.
+
+Double layers (MODEL.md 6c): C_dl d(phi_s - phi_e)/dt on S|SE (times the contact factor f_c)
+and on C|SE enters the two potential equations like i; every storage term is written with the
+constant inv_dt = 1/dt, so the Jacobian is linear in it (fem.solver.impedance). The anode's
+C_dl,an enters only the impedance (the anode is a boundary condition, its voltage an algebraic
+function of the current in the transient model).
 """
 
 from __future__ import annotations

@@ -82,9 +82,12 @@ def anode_resistance_ohm_m2(I_A_m2: float, i0_an: float, alpha: float, f: float)
 
 
 def resolve_preset(linear_solver: str, n_dofs: int) -> str:
-    """"auto": the iterative preset from AUTO_FIELDSPLIT_DOFS dofs on (as for Newton), else direct."""
+    """"auto": the iterative preset from AUTO_FIELDSPLIT_DOFS dofs on (as for Newton), else direct;
+    a case's Newton preset names map onto the two here ("fieldsplit" is the iterative one)."""
     if linear_solver == "auto":
         return "iterative" if n_dofs >= AUTO_FIELDSPLIT_DOFS else "direct"
+    if linear_solver == "fieldsplit":
+        return "iterative"
     if linear_solver not in IMPEDANCE_PRESETS:
         raise ValueError(f"linear_solver must be one of {sorted(IMPEDANCE_PRESETS)} or 'auto', got {linear_solver!r}")
     return linear_solver

@@ -96,10 +96,10 @@ TEXTS = {
     "parallel": (
         "`mpirun -n k python -m fem.verification.parallel` for k = 1, 2, 3 (oversubscribed on this "
         "machine): a 20 min discharge, 5 min rest and 10 min charge at 1 mA/cm² of the reference cell "
-        "meshes/tiny_2d.msh, one 2D MMS solve (h = 0.25 µm) without and one with the product layer, and the "
-        "effective properties of the "
-        f"reference cell. Pass: the same time steps, |ΔV| ≤ {parallel.TOL_V:g} V and MMS errors and "
-        f"effective properties equal to {parallel.TOL_REL:g} (relative)."),
+        "meshes/tiny_2d.msh, one 2D MMS solve (h = 0.25 µm) without and one with the product layer, the "
+        "impedance spectrum of the thin film of section 5 and the effective properties of the "
+        f"reference cell. Pass: the same time steps, |ΔV| ≤ {parallel.TOL_V:g} V and MMS errors, "
+        f"effective properties equal to {parallel.TOL_REL:g} (relative), Z(f) to {parallel.TOL_Z_REL:g}."),
 }
 
 

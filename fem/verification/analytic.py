@@ -82,9 +82,11 @@ def planar_mesh(workdir: Path, comm, separator_um: float, sulfur_um: float = SUL
 
 
 def planar_case(msh: Path, frozen: bool = True, x0: float = X0) -> Case:
-    """Default materials and catalyst, uniform kinetics (w = 1)."""
+    """Default materials and catalyst, uniform kinetics (w = 1); frozen: steady (no storage and
+    no double layer, whose charging would take part of the current in the step from rest)."""
     case = Case(name="planar", kinetics=Kinetics(w_min=1.0), conditions=Conditions(initial_lithiation=x0))
     if frozen:
+        case.kinetics = replace(case.kinetics, C_dl_uF_cm2=0.0)
         m = case.materials
         case.materials = replace(m, density_S_g_cm3=m.density_S_g_cm3 * FROZEN_DENSITY_FACTOR)
         case.solver = STEADY_SOLVER
@@ -228,8 +230,10 @@ LAYER_PSI, LAYER_STEPS, LAYER_DT_S = 0.4, 3, 10.0
 
 
 def layer_case(msh: Path, frozen: bool = True, **layer) -> Case:
-    """The planar case with a product layer; the catalyst converts none of it (k_ox = 0)."""
+    """The planar case with a product layer; the catalyst converts none of it (k_ox = 0); no
+    double layer (its charging would take part of i_app from the layer's growth law)."""
     case = planar_case(msh, frozen)
+    case.kinetics = replace(case.kinetics, C_dl_uF_cm2=0.0)
     case.solver = STEADY_SOLVER
     case.product_layer = replace(case.product_layer, enabled=True, sigma_L_S_m=LAYER_SIGMA_S_M, **layer)
     case.catalysts = {case.kinetics.catalyst: {"k_ox_ref_per_s": 0.0}}

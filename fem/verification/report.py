@@ -224,11 +224,13 @@ def _convergence_section(conv: dict) -> list[str]:
 def _parallel_section(par: dict) -> list[str]:
     lines = ["![parallel consistency](parallel.png)", "",
              "| ranks | time steps (1 rank) | max abs ΔV (V) | max abs Δt (s) | MMS errors, max rel. diff | "
-             "effective properties, max rel. diff | result |", "|---|---|---|---|---|---|---|"]
+             "effective properties, max rel. diff | impedance, max rel. diff | result |",
+             "|---|---|---|---|---|---|---|---|"]
     for c in par["comparison"]:
         lines.append(f"| {c['ranks']} | {c['time_steps']} ({c['reference_time_steps']}) | {_g(c['max_abs_dV_V'], 2)} | "
                      f"{_g(c['max_abs_dt_s'], 2)} | {_g(c['max_rel_mms_error_diff'], 2)} | "
-                     f"{_g(c['max_rel_effective_diff'], 2)} | {_ok(c['passed'])} |")
+                     f"{_g(c['max_rel_effective_diff'], 2)} | {_g(c.get('max_rel_impedance_diff'), 2)} | "
+                     f"{_ok(c['passed'])} |")
     return lines + [""]
 
 

@@ -151,7 +151,8 @@ def test_product_layer_fields_delta_and_xi(shared_tmp):
     s_se = np.zeros(len(d1), dtype=bool)
     s_se[np.unique(facets[facet_tags == tags.S_SE])] = True
     assert np.array_equal(np.isfinite(d1), s_se) and np.array_equal(np.isfinite(xi1), s_se)
-    assert np.all(d0[s_se] == 0.0) and np.all(d1[s_se] >= 0.0) and np.nanmean(d1) > 0.1
+    # >= 0 to roundoff: with the double layer a few vertices where nothing grows end at -2e-25 nm
+    assert np.all(d0[s_se] == 0.0) and np.all(d1[s_se] >= -1e-15) and np.nanmean(d1) > 0.1
     assert np.nanmean(xi1) < 0 and np.nanmean(i1) < 0
     root = ET.parse(shared_tmp / "fields.xdmf").getroot()
     attrs = {a.get("Name") for a in root.iter("Attribute")}

@@ -51,9 +51,11 @@ def test_a_floating_carbon_island_takes_no_capacitive_current(shared_tmp):
     assert m.balance_error_A_m2 <= 1e-6 * m.I_A_m2, m
 
 
+@pytest.mark.mpi
 def test_spectrum_leaves_the_state_and_solver_alone_and_solvers_agree():
     """spectrum() at a discharging state: u, dt and the next Newton step are unchanged; direct
-    and iterative block solves give the same Z; Re Z > 0 and rises from the ohmic high-f limit."""
+    and iterative block solves give the same Z, the same on every rank; Re Z > 0 and rises
+    from the ohmic high-f limit."""
     problem = tiny_problem()
     problem.set_current(10.0)
     for dt in (1.0, 10.0):
@@ -68,6 +70,8 @@ def test_spectrum_leaves_the_state_and_solver_alone_and_solvers_agree():
     assert np.max(np.abs(iterative.Z_ohm_cm2 - direct.Z_ohm_cm2) / np.abs(direct.Z_ohm_cm2)) < 1e-6
     assert np.all(iterative.linear_iterations > 1)
     Z = direct.Z_ohm_cm2
+    everywhere = MPI.COMM_WORLD.allgather(Z)
+    assert all(np.array_equal(z, everywhere[0]) for z in everywhere)
     assert np.all(Z.real > 0) and Z.real[-1] > 5 * Z.real[0]
     rows = direct.rows()
     assert rows[0].keys() == {"f_Hz", "Z_re_ohm_cm2", "Z_im_ohm_cm2", "Z_abs_ohm_cm2", "phase_deg"}
