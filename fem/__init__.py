@@ -7,6 +7,7 @@ The public API::
     solution = fem.Simulation(case, out_dir="results/cu1").run()
     solution.cycles.discharge_capacity_mAh_gS
     fem.Solution.load("results/cu1")
+    fem.run_impedance(case, "results/cu1_eis")["results"]   # spectra, R_ct and Ea ([impedance])
 
 Importing fem loads neither DOLFINx nor numpy (a case can be checked without the solver
 stack); `Simulation` and `Solution` load them on first use. Importing fem changes no
@@ -22,10 +23,11 @@ from fem.case.steps import Charge, Discharge, Hold, ProtocolError, Rest, Step, p
 logging.getLogger("fem").addHandler(logging.NullHandler())
 
 _LAZY = {"Simulation": "fem.simulation", "Solution": "fem.outputs.solution", "Summary": "fem.outputs.solution",
-         "SimulationError": "fem.protocol.stepping"}
+         "SimulationError": "fem.protocol.stepping", "run_impedance": "fem.studies.impedance"}
 
 __all__ = ["Case", "CaseError", "Charge", "Discharge", "Hold", "ProtocolError", "Rest", "Simulation",
-           "SimulationError", "Solution", "Step", "Summary", "__version__", "load_case", "parse_step", "validate_case"]
+           "SimulationError", "Solution", "Step", "Summary", "__version__", "load_case", "parse_step", "run_impedance",
+           "validate_case"]
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""The command line: `asslsb-fem run | check | mesh | effective | fit | compare | sweep | gather | verify`
+"""The command line: `asslsb-fem run | check | mesh | effective | fit | compare | impedance | sweep | gather | verify`
 (see `asslsb-fem --help`); `python run_case.py CASE [flags]` is the short form of `run` (legacy_main)."""
 
 import os
@@ -28,7 +28,7 @@ FIT_PARAMS = "D_S_m2_s, k_contact, p_contact, k_sulfur_loss, k_deact, i0_ref_A_m
 CASE_HELP = """\
 The case file (TOML) has the tables [geometry] (with [geometry.sulfur], [geometry.carbon],
 [geometry.void], [geometry.mesh]), [materials], [ocv], [kinetics], [anode], [conditions],
-[protocol], [solver], [output] and optional [ageing], [long_cycling], [comparison] and
+[protocol], [solver], [output] and optional [ageing], [long_cycling], [comparison], [impedance] and
 [catalysts.<name>]; every key carries its unit in its name (thickness_um, temperature_C).
 Anything left out takes the default of MODEL.md. See cases/README.md and the commented
 cases/quickstart.toml. The output folder is results/<case name> (relative to the current
@@ -44,7 +44,7 @@ Simulate all-solid-state Li-S composite cathodes described by case files.
 
 PETSc options of the Newton solver and its linear solver override the case's
 [solver.petsc_options] (which override the linear preset): --petsc KEY=VALUE (repeatable)
-with run, check, compare, fit and sweep, or PETSc's own form after `--`:
+with run, check, compare, impedance, fit and sweep, or PETSc's own form after `--`:
   {PROG} run CASE --petsc ksp_type=gmres -- -pc_type hypre -ksp_rtol 1e-10"""
 
 RUN_HELP = f"""\
@@ -53,6 +53,7 @@ Run every cycle of the case's protocol.
 writes into the output folder: timeseries.csv, cycles.csv, summary.json; fields.xdmf +
 fields.h5 and interfaces.xdmf for ParaView ([output] fields); voltage.png, retention.png,
 fields.png ([output] plots); activation_energy.csv (long_cycling.activation_energy);
+impedance.csv, impedance_fits.csv, nyquist.png, bode.png (spectra after impedance.cycles);
 checkpoint (for --resume); mesh.msh + mesh.json when the geometry is generated. A fresh
 run clears an older run's files there.
 A case with a [comparison] table is run by `{PROG} compare`.
@@ -172,6 +173,23 @@ sweep_retention.png (runs of several cycles) and sweep_Ea.png (runs that measure
 example:
   {PROG} gather results/sweep_current"""
 
+IMPEDANCE_HELP = f"""\
+Impedance spectra of the case (MODEL.md 6c), or of each catalyst of its [comparison] table,
+at the [impedance] state (default: 50 % state of charge after cycle 1) and temperatures,
+each fitted with the [impedance] circuit (R0 = R_SE, R1 = R_ct), and the apparent activation
+energy from an Arrhenius fit of 1/R_ct. impedance.state = "initial" measures the fresh,
+rested cell without cycling; impedance.cycles = [1, 1000] measures after those cycles (the
+run jumps cycles as usual, these are simulated).
+
+writes into the output folder: impedance.csv (every spectrum: label, cycle, SOC, temperature,
+f_Hz, Z_re_ohm_cm2, Z_im_ohm_cm2, Z_abs_ohm_cm2, phase_deg), fits.csv (R_SE, R_ct and their
+uncertainties, Ea per spectrum), nyquist.png, bode.png, summary.json; the runs in run/ (a
+single case) or one folder per catalyst.
+
+examples:
+  {PROG} impedance cases/impedance_catalysts.toml            # -> results/impedance_catalysts/
+  {PROG} impedance cases/quickstart.toml --out /tmp/q_eis"""
+
 VERIFY_HELP = f"""\
 Run the verification suite (about 6 minutes): manufactured solutions in 2D and 3D,
 analytic limits of a planar cell, effective-property checks, mesh convergence of a
@@ -247,6 +265,10 @@ def _parser() -> argparse.ArgumentParser:
                 petsc=True)
     c.add_argument("--resume", action="store_true",
                    help="continue each catalyst's run from its checkpoint; finished catalysts are not repeated")
+    c = command("impedance", IMPEDANCE_HELP, "impedance spectra at a state of charge, circuit fits, R_ct and Ea",
+                petsc=True)
+    c.add_argument("--resume", action="store_true",
+                   help="continue each run from its checkpoint; finished runs are not repeated")
     c = command("sweep", SWEEP_HELP, "run a parameter sweep (cases differing in named keys) on a process pool "
                 "or write it as a Slurm array", case=False, out_default="results/<sweep name>", petsc=True)
     c.add_argument("sweep", type=Path, metavar="SWEEP.toml", help="sweep file (TOML): base case and [sweep] values")
@@ -318,7 +340,7 @@ def _petsc_overrides(args) -> dict:
     tokens, k = getattr(args, "petsc_style", []), 0
     if tokens and getattr(args, "petsc", None) is None:
         raise UsageError(f"`{PROG} {args.command}` takes no PETSc options (after `--`: {' '.join(tokens)}); "
-                         "run, check, compare, fit and sweep do")
+                         "run, check, compare, impedance, fit and sweep do")
     while k < len(tokens):
         token = tokens[k]
         if not _PETSC_FLAG.match(token):
@@ -440,6 +462,14 @@ def _cmd_compare(args, case: Case, out_dir: Path) -> None:
 
     results = run_comparison(_quiet_case(args, case), out_dir, _comm(), resume=args.resume)
     _say(args, markdown_table(results) + f"written: {out_dir / 'comparison.csv'}")
+
+
+def _cmd_impedance(args, case: Case, out_dir: Path) -> None:
+    _solver()
+    from fem.studies.impedance import markdown_table, run_impedance
+
+    summary = run_impedance(_quiet_case(args, case), out_dir, _comm(), resume=args.resume)
+    _say(args, markdown_table(summary) + f"written: {out_dir / 'impedance.csv'}, {out_dir / 'fits.csv'}")
 
 
 def _cmd_effective(args, case: Case, out_dir: Path) -> None:
@@ -576,7 +606,7 @@ def _cmd_verify(args) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "check": _cmd_check, "mesh": _cmd_mesh, "effective": _cmd_effective,
-            "fit": _cmd_fit, "compare": _cmd_compare}
+            "fit": _cmd_fit, "compare": _cmd_compare, "impedance": _cmd_impedance}
 
 
 def _errors() -> tuple[type[BaseException], ...]:

@@ -20,7 +20,7 @@ from fem._version import __version__
 from fem.case import Case, CaseError, validate_case
 from fem.case.catalysts import load_library
 from fem.case.steps import parse_protocol, resolve_c_rates
-from fem.cycling import activation, checkpoint
+from fem.cycling import activation, checkpoint, impedance
 from fem.cycling.checkpoint import CheckpointError
 from fem.cycling.cycle import Recorder
 from fem.cycling.long_cycling import SLOW_COLUMNS, LongCycling
@@ -35,7 +35,7 @@ from fem.physics.spaces import dof_counts
 from fem.protocol.stepping import StepRunner
 from fem.solver import NewtonSolver, petsc_options
 
-__all__ = ["Simulation", "Solution", "prepare_mesh", "run"]
+__all__ = ["Simulation", "Solution", "build_problem", "prepare_mesh", "run", "write_spectra"]
 LOG = logging.getLogger("fem")
 
 MAX_SNAPSHOT_CYCLES = 10  # field maps at each end of discharge only in runs this short
@@ -58,6 +58,16 @@ def prepare_mesh(case: Case, out_dir: Path, comm) -> tuple[Path, dict]:
         packing = Packing.from_json(geo.particles_file) if geo.particles_file else generate_packing(geo)
         report = build_mesh(packing, geo.mesh, msh)
     return msh, comm.bcast(report, root=0)
+
+
+def build_problem(case: Case, out_dir: Path, comm):
+    """(mesh file, generator report, CellMesh, catalyst, CellProblem at its initial state) of a case."""
+    msh, generation = prepare_mesh(case, out_dir, comm)
+    cell = load_mesh(msh, comm)
+    catalyst = load_library(case.catalysts)[case.kinetics.catalyst]
+    problem = CellProblem(cell, case, catalyst,
+                          lambda F, J, u, bcs, c: NewtonSolver(F, J, u, bcs, c, case.solver))
+    return msh, generation, cell, catalyst, problem
 
 
 def geometry_report(cell: CellMesh, problem: CellProblem, comm) -> dict:
@@ -174,11 +184,7 @@ def _clear_old_run(out_dir: Path) -> list[str]:
 def _run_in(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[dict], list[dict]]:
     wall0 = time.perf_counter()
 
-    msh, generation = prepare_mesh(case, out_dir, comm)
-    cell = load_mesh(msh, comm)
-    catalyst = load_library(case.catalysts)[case.kinetics.catalyst]
-    problem = CellProblem(cell, case, catalyst,
-                          lambda F, J, u, bcs, c: NewtonSolver(F, J, u, bcs, c, case.solver))
+    msh, generation, cell, catalyst, problem = build_problem(case, out_dir, comm)
     loading = problem.sulfur_loading_mg_cm2()
     steps = resolve_c_rates(parse_protocol(case.protocol.steps, 1, case.anode.U_an_V)[0], problem.one_C_A_m2())
 
@@ -217,9 +223,14 @@ def _run_in(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[d
 
     cycle_rows = engine.cycle_rows()
     dofs, dofs_total = dof_counts(problem.spaces, comm)  # solved for (pinned excluded), all
-    output.write_cycles_csv(out_dir / "cycles.csv", cycle_rows, extra_columns=SLOW_COLUMNS, comm=comm)
+    eis_columns = impedance.CYCLE_COLUMNS if case.impedance.cycles else []
+    output.write_cycles_csv(out_dir / "cycles.csv", cycle_rows, extra_columns=SLOW_COLUMNS + eis_columns, comm=comm)
     if engine.activation_rows:
         output.write_table(out_dir / "activation_energy.csv", activation.COLUMNS, engine.activation_rows, comm)
+    if engine.impedance_rows:
+        write_spectra(out_dir, engine.impedance_rows, engine.impedance_fit_rows, case.name,
+                      case.output.plots, comm, files=("impedance.csv", "impedance_fits.csv"),
+                      temperature_C=case.conditions.temperature_C)
     summary = {
         "case": case.name,
         "cycles": len(cycle_rows),
@@ -253,6 +264,27 @@ def _run_in(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[d
     if comm.rank == 0:
         _say(closing_line(out_dir, summary))
     return summary, writer.rows, cycle_rows
+
+
+MAX_PLOTTED_SPECTRA = 12  # more (catalysts x cycles x temperatures) are drawn at one temperature only
+
+
+def write_spectra(out_dir: Path, rows: list[dict], fit_rows: list[dict], title: str, plots: bool, comm,
+                  files=("impedance.csv", "fits.csv"), temperature_C: float = 25.0) -> None:
+    """The spectra and their fits as tables (the project's CSV writer), Nyquist and Bode plots
+    (at the temperature closest to temperature_C when there are too many spectra for one figure)."""
+    output.write_table(out_dir / files[0], impedance.SPECTRUM_COLUMNS, rows, comm)
+    output.write_table(out_dir / files[1], impedance.FIT_COLUMNS, fit_rows, comm)
+    if plots and comm.rank == 0:
+        from fem.outputs import plots as figures
+
+        if len({(r["label"], r["cycle"], r["temperature_C"]) for r in rows}) > MAX_PLOTTED_SPECTRA:
+            closest = min({r["temperature_C"] for r in rows}, key=lambda T: abs(T - temperature_C))
+            rows = [r for r in rows if r["temperature_C"] == closest]
+            title = f"{title}, {closest:g} °C"
+        spectra = figures.spectra_by_label(rows)
+        figures.nyquist_plot(spectra, out_dir / "nyquist.png", title=title)
+        figures.bode_plot(spectra, out_dir / "bode.png", title=title)
 
 
 def _previous_rows(out_dir: Path, comm) -> list[dict]:

@@ -10,6 +10,7 @@ from fem.case.schema import (
                              ComparisonConfig,
                              Conditions,
                              GeometryConfig,
+                             ImpedanceConfig,
                              Kinetics,
                              LongCyclingConfig,
                              Materials,
@@ -23,6 +24,6 @@ from fem.case.schema import (
 )
 
 __all__ = ["AgeingConfig", "Anode", "CarbonSpec", "Case", "CaseError", "ComparisonConfig", "Conditions",
-           "GeometryConfig", "Kinetics", "LongCyclingConfig", "Materials", "MeshConfig", "OCVConfig",
+           "GeometryConfig", "ImpedanceConfig", "Kinetics", "LongCyclingConfig", "Materials", "MeshConfig", "OCVConfig",
            "OutputConfig", "PhaseSpec", "ProductLayerConfig", "ProtocolConfig", "SolverConfig", "load_case",
            "validate_case"]

@@ -215,6 +215,7 @@ def _range_errors(case: Case) -> list[str]:
     _catalyst_errors(case, errors)
     _protocol_errors(case, need, errors)
     _ageing_errors(case, need)
+    _impedance_errors(case, need)
     _layer_errors(case, need)
     return errors
 
@@ -262,6 +263,58 @@ def _ageing_errors(case: Case, need) -> None:
          "0 < value <= 1 (fraction of the cycle's discharge capacity left)")
     need("long_cycling.activation_rest_s", lc.activation_rest_s, 0 <= lc.activation_rest_s <= MAX_DURATION_S,
          f"0 <= value <= {MAX_DURATION_S:g} s")
+
+
+# impedance.py 1.7.1's circuit elements (not imported here: it loads scipy and matplotlib)
+CIRCUIT_ELEMENTS = ("R", "C", "L", "CPE", "W", "Wo", "Ws", "G", "Gs", "K", "La", "T", "TLMQ", "Zarc")
+IMPEDANCE_SOLVERS = ("direct", "iterative", "auto")
+_CIRCUIT_TOKEN = re.compile(r"[A-Za-z]+_?\d+|[ps]\(|[(),\-]|\s+")
+
+
+def _circuit_problem(circuit: str) -> str | None:
+    """Why `circuit` is no series/parallel impedance.py circuit with R0 (R_SE) and R1 (R_ct), or None."""
+    leftover = _CIRCUIT_TOKEN.sub("", circuit)
+    if leftover:
+        return f"cannot read {leftover!r}"
+    names = re.findall(r"[A-Za-z]+_?\d+", circuit)
+    unknown = [n for n in names if re.match(r"[A-Za-z]+", n).group() not in CIRCUIT_ELEMENTS]
+    if unknown:
+        return f"unknown elements {unknown} (known: {', '.join(CIRCUIT_ELEMENTS)}, each with a number, e.g. R1)"
+    if len(set(names)) != len(names):
+        return "an element name is used twice"
+    if "R0" not in names or "R1" not in names:
+        return "it needs R0 (the series resistance R_SE) and R1 (the charge transfer R_ct)"
+    if circuit.count("(") != circuit.count(")"):
+        return "unbalanced parentheses"
+    return None
+
+
+def _impedance_errors(case: Case, need) -> None:
+    """[impedance]: frequencies, the state of linearisation, temperatures, cycles, circuit."""
+    im = case.impedance
+    need("impedance.f_max_Hz", im.f_max_Hz, 0 < im.f_max_Hz <= 1e9, "0 < value <= 1e9 (Hz)")
+    need("impedance.f_min_Hz", im.f_min_Hz, 0 < im.f_min_Hz < im.f_max_Hz,
+         f"0 < value < impedance.f_max_Hz = {im.f_max_Hz!r} (Hz)")
+    need("impedance.points_per_decade", im.points_per_decade, 1 <= im.points_per_decade <= 100, "1 <= value <= 100")
+    state = im.state
+    soc = isinstance(state, int | float) and not isinstance(state, bool)
+    need("impedance.state", state, state == "initial" or (soc and 0 < state <= 1),
+         "'initial' (the fresh, rested cell) or a state of charge 0 < value <= 1 (0.5 = 50 %)")
+    need("impedance.rest_s", im.rest_s, 0 <= im.rest_s <= MAX_DURATION_S, f"0 <= value <= {MAX_DURATION_S:g} s")
+    temps = im.temperatures_C
+    need("impedance.temperatures_C", temps, bool(temps) and all(-50 < t < 150 for t in temps)
+         and len(set(temps)) == len(temps),
+         "a non-empty list of different temperatures in (-50, 150) degC (two or more for an Ea)")
+    bad = [c for c in im.cycles if not 1 <= c <= case.protocol.cycles]
+    need("impedance.cycles", im.cycles, not bad, f"cycles in 1..protocol.cycles = {case.protocol.cycles}")
+    if im.cycles and state == "initial":
+        need("impedance.cycles", im.cycles, False,
+             "[] with impedance.state = 'initial' (the fresh cell); spectra after cycles need a state of charge")
+    problem = _circuit_problem(im.circuit) if isinstance(im.circuit, str) else "not a string"
+    need("impedance.circuit", im.circuit, problem is None,
+         f"an impedance.py circuit such as 'R0-p(R1,CPE1)-Wo1' ({problem})")
+    need("impedance.linear_solver", im.linear_solver, im.linear_solver in IMPEDANCE_SOLVERS,
+         " or ".join(repr(s) for s in IMPEDANCE_SOLVERS))
 
 
 def _lithiation_law_errors(case: Case, need, errors: list[str]) -> None:

@@ -266,6 +266,30 @@ class ComparisonConfig:
 
 
 @dataclass
+class ImpedanceConfig:
+    """Impedance spectra (MODEL.md section 6c) and their equivalent-circuit fits.
+
+    state: "initial" (the fresh cell at conditions.initial_lithiation after rest_s) or a state
+    of charge 0 < soc <= 1 reached from the rested end of each cycle in `cycles`, as the R_ct of
+    fem.cycling.activation is (its SOC definition). A run records spectra after every cycle in
+    `cycles` (these cycles are simulated in full); `asslsb-fem impedance` after cycle 1 when the
+    list is empty. R_ct, from fitting `circuit`, at every temperature gives Ea (Arrhenius of 1/R_ct).
+    """
+
+    f_max_Hz: float = 1e6
+    f_min_Hz: float = 1e-2
+    points_per_decade: int = 10
+    state: float | str = 0.5  # "initial" or a state of charge (fraction of the discharge capacity left)
+    rest_s: float = 600.0  # rest before the spectrum
+    temperatures_C: list[float] = field(default_factory=lambda: [15.0, 25.0, 35.0, 45.0])
+    cycles: list[int] = field(default_factory=list)  # cycles after which a run records spectra
+    # impedance.py notation; R0 = R_SE, R1 = R_ct; arcs are matched to the spectrum's in order of
+    # decreasing frequency: R2 the anode's (fast), R1 the cathode's charge transfer
+    circuit: str = "R0-p(R2,CPE2)-p(R1,CPE1)-Wo1"
+    linear_solver: str = "direct"  # of the (J + i omega M) solve, fem.solver.impedance
+
+
+@dataclass
 class OutputConfig:
     fields: bool = True  # XDMF/HDF5 fields
     fields_every_s: float = 0.0  # 0: only at the end of every protocol step
@@ -290,6 +314,7 @@ class Case:
     ageing: AgeingConfig = field(default_factory=AgeingConfig)
     long_cycling: LongCyclingConfig = field(default_factory=LongCyclingConfig)
     comparison: ComparisonConfig = field(default_factory=ComparisonConfig)
+    impedance: ImpedanceConfig = field(default_factory=ImpedanceConfig)  # [impedance]
     catalysts: dict = field(default_factory=dict)  # user catalyst records, name -> fields
 
     def updated(self, changes: dict) -> Case:

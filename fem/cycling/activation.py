@@ -35,6 +35,8 @@ anode's exchange current. The state, temperature and control are restored afterw
 
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dolfinx.fem
@@ -142,19 +144,31 @@ def measure_at_soc(problem, temperatures_C, activity: float, soc: float, rest_s:
     """`measure` at state of charge `soc` (module docstring), from the rested end of a cycle whose
     time-series rows are cycle_rows; the state of the cycle's end is restored afterwards.
     With no discharge capacity the SOC is undefined (NaN) and the end state is measured."""
+    with at_soc(problem, soc, rest_s, cycle_rows, discharge_capacity_mAh_cm2) as achieved:
+        return {"state_of_charge": achieved, "mean_x": problem.measure().mean_x,
+                **measure(problem, temperatures_C, activity)}
+
+
+@contextmanager
+def at_soc(problem, soc: float, rest_s: float, cycle_rows: list[dict], discharge_capacity_mAh_cm2: float,
+           rest_always: bool = False):
+    """The cell at state of charge `soc` after rest_s at rest, as for `measure_at_soc`; yields the
+    SOC reached and restores every array and constant of the problem's state on leaving.
+    rest_always: rest even where the SOC is undefined (no discharge capacity: the fresh cell)."""
     arrays, constants = _state(problem)
     saved = [a.copy() for a in arrays], [np.copy(c.value) for c in constants]
     try:
         achieved = _bring_to_soc(problem, soc, rest_s, cycle_rows, discharge_capacity_mAh_cm2)
-        row = {"state_of_charge": achieved, "mean_x": problem.measure().mean_x,
-               **measure(problem, temperatures_C, activity)}
+        if rest_always and math.isnan(achieved) and rest_s > 0:
+            _run_steps(problem, [Step("rest", "rest before the measurement", current_A_m2=0.0, duration_s=rest_s)],
+                       "the rest before the measurement")
+        yield achieved
     finally:
         for array, values in zip(arrays, saved[0]):
             array[:] = values
         for constant, value in zip(constants, saved[1]):
             constant.value = value
         problem.set_current(0.0)  # as after `measure`: the next step sets its own control
-    return row
 
 
 def _state(problem) -> tuple[list, list]:
@@ -190,14 +204,18 @@ def _bring_to_soc(problem, soc: float, rest_s: float, cycle_rows: list[dict], Q_
     I_A_m2 = max(discharging) if discharging else FALLBACK_C_RATE * problem.one_C_A_m2()
     kind, sign = ("discharge", 1.0) if dQ_mAh_cm2 > 0 else ("charge", -1.0)
     duration_s = abs(dQ_mAh_cm2) / MAH_CM2_PER_C_M2 / I_A_m2
-    runner = StepRunner(problem, problem.case.solver, lambda step, accepted: None)
     steps = [Step(kind, f"{kind} to {soc:g} state of charge", current_A_m2=sign * I_A_m2, duration_s=duration_s)]
     if rest_s > 0:
         steps.append(Step("rest", "rest before the R_ct measurement", current_A_m2=0.0, duration_s=rest_s))
+    _run_steps(problem, steps, f"the move to state of charge {soc:g}")
+    return soc_end - dQ_mAh_cm2 / Q_d_mAh_cm2
+
+
+def _run_steps(problem, steps: list[Step], what: str) -> None:
+    runner = StepRunner(problem, problem.case.solver, lambda step, accepted: None)
     try:
         t = 0.0
         for step in steps:
             t = runner.run(step, t, problem.measure()).t_s
     except SimulationError as err:
-        raise MeasurementError(f"the move to state of charge {soc:g} failed: {err}") from err
-    return soc_end - dQ_mAh_cm2 / Q_d_mAh_cm2
+        raise MeasurementError(f"{what} failed: {err}") from err

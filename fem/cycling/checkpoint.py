@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from fem.files import to_json_compatible
 
 FOLDER = "checkpoint"
 STATE = "state.json"
-OPTIONAL = ("isolated_per_cycle_nm",)  # state.json keys that older checkpoints lack
+OPTIONAL = ("isolated_per_cycle_nm", "impedance")  # state.json keys that older checkpoints lack
 
 
 class CheckpointError(RuntimeError):
@@ -51,13 +51,15 @@ class CheckpointState:
     cycle: int = 0  # the last cycle the checkpoint holds
     mpi_ranks: int = 1  # ranks that wrote the field files
     isolated_per_cycle_nm: float = 0.0  # dead-layer growth per skipped cycle (product layer)
+    impedance: dict = field(default_factory=dict)  # spectra, fits and EIS columns so far (impedance.cycles)
 
 
 def case_fingerprint(case) -> str:
     """Hash of everything that changes the physics: not the cycle count, output, jumping or
     the list of catalysts a comparison runs (each of its runs names its own catalyst)."""
     data = asdict(case)
-    for key in ("output", "long_cycling", "comparison", "name", "base_dir"):
+    # [impedance] measures and restores the state: it changes no physics either
+    for key in ("output", "long_cycling", "comparison", "impedance", "name", "base_dir"):
         data.pop(key, None)
     data["protocol"].pop("cycles", None)
     text = json.dumps(to_json_compatible(data), sort_keys=True, default=str)

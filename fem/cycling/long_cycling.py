@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from fem.constants import MAH_CM2_PER_C_M2
-from fem.cycling import activation, ageing, checkpoint
+from fem.cycling import activation, ageing, checkpoint, impedance
 from fem.cycling.ageing import SlowState, Throughput
 from fem.cycling.cycle import Recorder, run_cycle
 from fem.cycling.jumping import RETENTION_REFERENCE_CYCLE, JumpPlanner, interpolate, predict, trend
@@ -36,7 +36,9 @@ class LongCycling:
         self.runner, self.recorder, self.rows, self.on_step_end = runner, recorder, rows, on_step_end
         self.out_dir, self.comm = Path(out_dir), comm
         self.n_cycles = case.protocol.cycles
-        self.planner = JumpPlanner(case.long_cycling, self.n_cycles)
+        # a cycle that records a spectrum is simulated in full
+        forced = sorted({*case.long_cycling.simulate_cycles, *case.impedance.cycles})
+        self.planner = JumpPlanner(replace(case.long_cycling, simulate_cycles=forced), self.n_cycles)
         self.loading = problem.sulfur_loading_mg_cm2()
         self.Q_th_mAh_cm2 = problem.one_C_A_m2() * 3600.0 * MAH_CM2_PER_C_M2
         self.fingerprint = checkpoint.case_fingerprint(case)
@@ -49,6 +51,10 @@ class LongCycling:
         self.fem: dict[int, dict] = {}  # simulated cycle -> its FEM cycle summary (unscaled)
         self.slow_history: list[SlowState] = []  # at the start of each cycle so far
         self.activation_rows: list[dict] = []
+        # impedance.cycles: spectrum points, fits and cycles.csv's EIS columns per cycle
+        self.impedance_rows: list[dict] = []
+        self.impedance_fit_rows: list[dict] = []
+        self.impedance_cycle_rows: dict[int, dict] = {}
         self.wall_before_s = 0.0
         self.resumed_from_cycle = None
 
@@ -94,12 +100,28 @@ class LongCycling:
                 row = dict.fromkeys(activation.MEASURED_COLUMNS, math.nan)
             self.activation_rows.append({"cycle": cycle, **row, "catalyst_activity": a,
                                          "catalyst_Ea_kJ_mol": self.slow.as_row(self.catalyst)["catalyst_Ea_kJ_mol"]})
+        if cycle in self.case.impedance.cycles:
+            self._impedance(cycle, start)
         slope = trend(self._points("discharge_capacity_mAh_cm2"))
         self.next_simulated = self.planner.next_simulated(
             cycle, self.k_previous, self.slow.log_change(after), slope,
             self.fem[1]["discharge_capacity_mAh_cm2"])
         self.k_previous = self.next_simulated - cycle - 1
         self.slow = after
+
+    def _impedance(self, cycle: int, start: int) -> None:
+        """Spectra at impedance.state after this cycle, their fits and the EIS Ea (state restored)."""
+        label = self.case.kinetics.catalyst
+        try:
+            m = impedance.measure_at_soc(self.problem, self.case.impedance, self.slow.catalyst_activity, cycle,
+                                         self.rows[start:], self.fem[cycle]["discharge_capacity_mAh_cm2"])
+        except activation.MeasurementError:
+            # as for the Ea: a missing spectrum is no reason to lose the run
+            self.impedance_cycle_rows[cycle] = dict.fromkeys(impedance.CYCLE_COLUMNS, math.nan)
+            return
+        self.impedance_rows += m.spectrum_rows(label)
+        self.impedance_fit_rows += m.fit_rows(label)
+        self.impedance_cycle_rows[cycle] = m.cycle_row(self.case.conditions.temperature_C)
 
     def _skip(self, cycle: int) -> None:
         """Advance the slow state over a skipped cycle with its extrapolated throughput (and the
@@ -129,7 +151,8 @@ class LongCycling:
             row = {"cycle": cycle, **{col: values[col][k] for col in columns}}
             for col in SCALED_COLUMNS:
                 row[col] *= slow.active_sulfur_fraction
-            rows.append({**row, "simulated": cycle in self.fem, **slow.as_row(self.catalyst)})
+            rows.append({**row, "simulated": cycle in self.fem, **slow.as_row(self.catalyst),
+                         **self.impedance_cycle_rows.get(cycle, {})})
         return rows
 
     @staticmethod
@@ -151,7 +174,9 @@ class LongCycling:
                       "max_balance_error_A_m2": r.max_balance_error_A_m2, "last": asdict(r.last),
                       "last_t_s": r.last_t_s},
             newton_iterations=self.problem.solver.total_iterations, wall_time_s=self.wall_before_s + wall_s,
-            cycle=self.next_cycle - 1, isolated_per_cycle_nm=self.isolated_per_cycle_nm)
+            cycle=self.next_cycle - 1, isolated_per_cycle_nm=self.isolated_per_cycle_nm,
+            impedance={"rows": self.impedance_rows, "fits": self.impedance_fit_rows,
+                       "cycles": {str(c): r for c, r in self.impedance_cycle_rows.items()}})
         checkpoint.save(self.out_dir, self.comm, self.problem, state)
 
     def resume(self) -> int | None:
@@ -170,6 +195,9 @@ class LongCycling:
         self.fem = {int(c): v for c, v in meta.fem.items()}
         self.slow_history = [SlowState(**s) for s in meta.slow_history]
         self.activation_rows = meta.activation_rows
+        self.impedance_rows = meta.impedance.get("rows", [])
+        self.impedance_fit_rows = meta.impedance.get("fits", [])
+        self.impedance_cycle_rows = {int(c): r for c, r in meta.impedance.get("cycles", {}).items()}
         self.wall_before_s = meta.wall_time_s
         rec = meta.recorder
         r = self.recorder

@@ -273,3 +273,65 @@ def retention_plot(cycles_rows: list[dict], path, title: str = "") -> Figure:
     if title:
         ax.set_title(title)
     return _save(fig, path)
+
+
+# --- impedance spectra ---------------------------------------------------------------------
+
+def spectra_by_label(rows: list[dict]) -> list[dict]:
+    """Rows of impedance.csv grouped into spectra {"label", "f_Hz", "Z"}: one per label (catalyst),
+    cycle and temperature, in the order they first appear; the legend names what differs."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r.get("label") or "", r["cycle"], r["temperature_C"]), []).append(r)
+    keys = list(groups)
+    varies = [len({k[j] for k in keys}) > 1 for j in range(3)]
+    spectra = []
+    for key, members in groups.items():
+        label, cycle, T = key
+        parts = [str(label)] if varies[0] or not any(varies) and label else []
+        if varies[1]:
+            parts.append("fresh" if cycle == 0 else f"cycle {cycle}")
+        if varies[2] or not parts:
+            parts.append(f"{T:g} °C")
+        spectra.append({"label": ", ".join(parts), "f_Hz": np.array([m["f_Hz"] for m in members], float),
+                        "Z": np.array([complex(m["Z_re_ohm_cm2"], m["Z_im_ohm_cm2"]) for m in members])})
+    return spectra
+
+
+@_styled
+def nyquist_plot(spectra: list[dict], path, title: str = "") -> Figure:
+    """-Im Z against Re Z (ohm cm2), equal axes: an arc is a semicircle."""
+    fig = _new_figure((6.4, 5.2))
+    ax = fig.add_subplot()
+    for s in spectra:
+        ax.plot(s["Z"].real, -s["Z"].imag, "o-", ms=3, label=s["label"])
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(r"Re $Z$ ($\Omega$ cm$^2$)")
+    ax.set_ylabel(r"$-$Im $Z$ ($\Omega$ cm$^2$)")
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    if title:
+        ax.set_title(title)
+    if len(spectra) > 4:  # beside the axes: many arcs fill the plot's corners
+        fig.set_size_inches(9.0, 5.2)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
+    elif len(spectra) > 1:
+        ax.legend(loc="best")
+    return _save(fig, path)
+
+
+@_styled
+def bode_plot(spectra: list[dict], path, title: str = "") -> Figure:
+    """|Z| (log) and the phase of Z against the frequency (log)."""
+    fig = _new_figure((6.4, 6.4))
+    ax_abs, ax_phase = fig.subplots(2, 1, sharex=True)
+    for s in spectra:
+        ax_abs.loglog(s["f_Hz"], np.abs(s["Z"]), "o-", ms=3, label=s["label"])
+        ax_phase.semilogx(s["f_Hz"], np.degrees(np.angle(s["Z"])), "o-", ms=3)
+    ax_abs.set_ylabel(r"$|Z|$ ($\Omega$ cm$^2$)")
+    ax_phase.set_ylabel("phase of Z (°)")
+    ax_phase.set_xlabel("frequency (Hz)")
+    if title:
+        ax_abs.set_title(title)
+    if len(spectra) > 1:
+        ax_abs.legend(loc="best")
+    return _save(fig, path)

@@ -18,7 +18,9 @@ from fem.outputs.tables import read_csv_rows
 FILES = {"timeseries": "timeseries.csv", "cycles": "cycles.csv", "summary": "summary.json",
          "fields": "fields.xdmf", "fields_h5": "fields.h5", "interfaces": "interfaces.xdmf",
          "voltage_plot": "voltage.png", "retention_plot": "retention.png", "fields_plot": "fields.png",
-         "activation_energy": "activation_energy.csv", "mesh": "mesh.msh", "checkpoint": "checkpoint"}
+         "activation_energy": "activation_energy.csv", "impedance": "impedance.csv",
+         "impedance_fits": "impedance_fits.csv", "nyquist_plot": "nyquist.png", "bode_plot": "bode.png",
+         "mesh": "mesh.msh", "checkpoint": "checkpoint"}
 
 
 class Table:

@@ -148,6 +148,7 @@ HELP_NAMES = {
     "effective": ["effective_properties.json"],
     "fit": ["fit.json", "fitted/", "DATA.csv", "--params"],
     "compare": ["comparison.csv", "comparison.md", "comparison.json", "--resume"],
+    "impedance": ["impedance.csv", "fits.csv", "nyquist.png", "bode.png", "summary.json", "--resume"],
     "sweep": ["sweep.json", "cases/", "sweep.csv", "sweep.md", "--jobs", "--slurm", "submit.sh", "error.txt"],
     "gather": ["sweep.csv", "sweep.md", "sweep_cycle1.png", "sweep_voltage.png", "sweep_retention.png"],
     "verify": ["report.md", "summary.json", "--skip-parallel"],
@@ -161,7 +162,7 @@ def test_every_command_help_names_outputs_and_example(command, capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert f"usage: asslsb-fem {command}" in out and "example" in out and f"  asslsb-fem {command} " in out
-    if command in ("run", "check", "compare", "fit", "sweep"):
+    if command in ("run", "check", "compare", "impedance", "fit", "sweep"):
         assert "--petsc KEY=VALUE" in out
     for name in HELP_NAMES[command]:
         assert name in out, f"`asslsb-fem {command} --help` does not mention {name}"

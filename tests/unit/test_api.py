@@ -74,3 +74,15 @@ def test_simulation_validates_at_the_boundary(tmp_path):
         fem.Simulation(case, tmp_path)
     with pytest.raises(TypeError, match="fem.Case"):
         fem.Simulation({"kinetics": {}}, tmp_path)
+
+
+def test_run_impedance_validates_at_the_boundary(tmp_path):
+    with pytest.raises(TypeError, match="fem.Case"):
+        fem.run_impedance("cases/quickstart.toml", tmp_path)
+    case = fem.Case(name="eis")
+    case.impedance.state = "final"
+    case.impedance.f_min_Hz = -1.0
+    with pytest.raises(fem.CaseError) as err:
+        fem.run_impedance(case, tmp_path)
+    assert len(err.value.errors) == 2 and "impedance.state = 'final'" in str(err.value)
+    assert not any(tmp_path.iterdir())  # refused before anything ran

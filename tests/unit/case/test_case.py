@@ -1,5 +1,6 @@
 """Case files: loading, defaults, paths and one clear error per kind of bad input."""
 
+import re
 import shutil
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -235,3 +236,36 @@ def test_product_layer_table_is_read(tmp_path):
                                      "initial_delta_nm = 2\n"))
     pl = case.product_layer
     assert (pl.enabled, pl.sigma_L_S_m, pl.psi, pl.initial_delta_nm) == (True, 1e-8, 0.3, 2.0)
+
+
+def test_bad_impedance_keys_are_listed_at_once_with_ranges_and_suggestions(tmp_path):
+    from fem.case import CaseError, load_case
+
+    path = tmp_path / "eis.toml"
+    path.write_text('[impedance]\nf_max_hz = 1e6\nstate = "final"\nf_min_Hz = 1e7\ncycles = [0, 2]\n'
+                    'circuit = "R0-p(R1,CPX1)"\ntemperatures_C = [25, 25]\nlinear_solver = "lu"\n')
+    with pytest.raises(CaseError) as err:
+        load_case(path)
+    text = str(err.value)
+    assert len(err.value.errors) == 7
+    for fragment in ("did you mean 'impedance.f_max_Hz'", "impedance.state = 'final'", "'initial'",
+                     "impedance.f_min_Hz = 10000000.0", "< impedance.f_max_Hz", "impedance.cycles = [0, 2]",
+                     "1..protocol.cycles = 1", "unknown elements ['CPX1']", "impedance.temperatures_C",
+                     "impedance.linear_solver = 'lu'"):
+        assert fragment in text
+
+
+def test_impedance_state_is_initial_or_a_state_of_charge(tmp_path):
+    from fem.case import CaseError, load_case
+
+    path = tmp_path / "eis.toml"
+    path.write_text('[protocol]\ncycles = 10\n[impedance]\nstate = 0.3\ncycles = [1, 10]\ncircuit = "R0-p(R1,C1)"\n')
+    im = load_case(path).impedance
+    assert (im.state, im.cycles, im.f_max_Hz) == (0.3, [1, 10], 1e6)
+    for bad, fragment in (('state = 1.5', "impedance.state = 1.5"), ('state = true', "impedance.state = True"),
+                          ('state = "initial"\ncycles = [1]', "spectra after cycles need a state of charge"),
+                          ('circuit = "p(R1,C1)"', "it needs R0"),
+                          ('circuit = "R0-p(R1;C1)"', "cannot read ';'")):
+        path.write_text(f"[protocol]\ncycles = 10\n[impedance]\n{bad}\n")
+        with pytest.raises(CaseError, match=re.escape(fragment)):
+            load_case(path)

@@ -133,3 +133,21 @@ def test_colour_range_ignores_a_floating_pocket(tmp_path):
     norms = [c.norm for ax in fig.axes for c in ax.collections if isinstance(c, TriMesh)]
     assert norms[0].vmin == pytest.approx(-2.0)  # without it, the pocket takes the range
     assert norms[1].vmin == pytest.approx(-0.1, abs=0.002) and norms[1].vmax == pytest.approx(0.0, abs=0.002)
+
+
+def test_spectra_by_label_groups_and_names_what_differs(tmp_path):
+    from fem.outputs.plots import bode_plot, nyquist_plot, spectra_by_label
+
+    rows = [{"label": lab, "cycle": c, "temperature_C": 25.0, "f_Hz": f, "Z_re_ohm_cm2": 1.0 + k,
+             "Z_im_ohm_cm2": -0.5 * k}
+            for lab in ("PCN", "carbon") for c in (1, 1000) for k, f in enumerate((1e3, 1.0, 1e-2))]
+    spectra = spectra_by_label(rows)
+    assert [s["label"] for s in spectra] == ["PCN, cycle 1", "PCN, cycle 1000", "carbon, cycle 1",
+                                             "carbon, cycle 1000"]
+    assert list(spectra[0]["Z"]) == [1.0, 2.0 - 0.5j, 3.0 - 1.0j]
+    fig = nyquist_plot(spectra, tmp_path / "n.png")
+    ax = fig.axes[0]
+    assert ax.get_aspect() == 1.0  # equal axes: an arc is a semicircle
+    assert list(ax.lines[0].get_ydata()) == [0.0, 0.5, 1.0]  # -Im Z up
+    assert len(ax.get_legend().get_texts()) == 4
+    assert len(bode_plot(spectra, tmp_path / "b.png").axes) == 2 and (tmp_path / "b.png").is_file()
