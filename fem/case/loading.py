@@ -175,6 +175,8 @@ def _range_errors(case: Case) -> list[str]:
     need("kinetics.alpha_c", k.alpha_c, 0 < k.alpha_c < 1, "0 < value < 1")
     need("kinetics.w_min", k.w_min, 0 <= k.w_min <= 1, "0 <= value <= 1")
     need("kinetics.g_eps", k.g_eps, 0 < k.g_eps < 0.5, "0 < value < 0.5")
+    need("kinetics.interface_quadrature", k.interface_quadrature,
+         k.interface_quadrature in ("auto", "vertex", "gauss"), "'auto', 'vertex' or 'gauss'")
     need("anode.alpha", a.alpha, 0 < a.alpha < 1, "0 < value < 1")
     need("anode.i0_an_A_m2", a.i0_an_A_m2, 0 < a.i0_an_A_m2 <= 1e6, "0 < value <= 1e6 (A/m2)")
     need("anode.U_an_V", a.U_an_V, 0 <= a.U_an_V <= 3, "0 <= value <= 3 (V vs Li/Li+)")

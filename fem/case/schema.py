@@ -140,6 +140,9 @@ class Kinetics:
     l_cat_um: float = 0.5  # reach of the catalyst along S|SE
     w_min: float = 0.01  # uncatalysed background weight
     g_eps: float = 1e-3  # regularisation of g(x) at x = 0 and 1
+    # quadrature of the S|SE reaction: "vertex" (each S|SE vertex reacts with its own state),
+    # "gauss" (degree 4), "auto" = vertex with [product_layer] enabled, gauss without
+    interface_quadrature: str = "auto"
 
 
 @dataclass

@@ -19,12 +19,13 @@ Two interface fields, active at the vertices of S|SE facets (fem.physics.spaces)
   supplied, 1736 mAh/g > 1672 in scripts/layer_0d.py, and a discharge ended by the drop left a
   charge starting above its cut-off.)
 
-Open (2026-12): the quickstart with the 0D's v2 set (D_S 3e-16, psi 0.075, sigma_L 1e-7, k_ox_ref
-1.0 x i0_ref) fails its first discharge at t = 5120 s (mean x 0.503, V 0.665 V; also with k_ox = 0
-and with [i]+ smoothed over 0.01 A/m2): the step on which the first S|SE vertex's x passes 1
-(x = 1.00023) raises V by 80 mV and turns that vertex anodic, and Newton then fails down to
-dt = 6e-4 s. The layer's drop (eta_L down to -0.83 V) holds phi_s - phi_e about 0.8 V below the
-plateau, so a vertex whose surface fills is driven into U(x)'s steep linear tail beyond x = 1.
+The S|SE reaction i itself is integrated with the same vertex rule when the layer is on
+([kinetics] interface_quadrature = "auto"): the lithiation flux into a vertex is then its own i,
+which its filling surface shuts off. With the degree-4 rule a filled vertex kept receiving the
+flux of its neighbours' quadrature points, where x < 1: under the layer's drop (eta_L down to
+-0.8 V holds phi_s - phi_e ~0.8 V below the plateau) it was driven to x = 1.014, into U(x)'s
+linear tail, turned anodic, and Newton failed (quickstart with the 0D's v2 set: at t = 5120 s
+of the first discharge, dt -> 5e-4 s). With the vertex rule that discharge reaches its cut-off.
 
 Both interface equations are integrated with the vertex (trapezoidal) rule, so they hold at
 each S|SE vertex: the lumped mass keeps delta >= 0 (at a vertex the root of the delta equation
