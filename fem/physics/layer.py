@@ -26,6 +26,8 @@ flux of its neighbours' quadrature points, where x < 1: under the layer's drop (
 -0.8 V holds phi_s - phi_e ~0.8 V below the plateau) it was driven to x = 1.014, into U(x)'s
 linear tail, turned anodic, and Newton failed (quickstart with the 0D's v2 set: at t = 5120 s
 of the first discharge, dt -> 5e-4 s). With the vertex rule that discharge reaches its cut-off.
+So psi = 0, delta = 0 gives back the layer-off model exactly with interface_quadrature = "vertex";
+against its default degree-4 rule V differs by the quadrature (tiny cell, 1 mA/cm2, 400 s: 1.2 mV).
 
 Both interface equations are integrated with the vertex (trapezoidal) rule, so they hold at
 each S|SE vertex: the lumped mass keeps delta >= 0 (at a vertex the root of the delta equation
