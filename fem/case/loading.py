@@ -180,6 +180,8 @@ def _range_errors(case: Case) -> list[str]:
          f"0 <= value <= {MAX_C_DL_UF_CM2:g} (uF/cm2 of interface; 0 = no double layer)")
     need("anode.C_dl_an_uF_cm2", a.C_dl_an_uF_cm2, 0 <= a.C_dl_an_uF_cm2 <= MAX_C_DL_UF_CM2,
          f"0 <= value <= {MAX_C_DL_UF_CM2:g} (uF/cm2 of anode area; 0 = no double layer)")
+    need("kinetics.interface_quadrature", k.interface_quadrature,
+         k.interface_quadrature in ("auto", "vertex", "gauss"), "'auto', 'vertex' or 'gauss'")
     need("anode.alpha", a.alpha, 0 < a.alpha < 1, "0 < value < 1")
     need("anode.i0_an_A_m2", a.i0_an_A_m2, 0 < a.i0_an_A_m2 <= 1e6, "0 < value <= 1e6 (A/m2)")
     need("anode.U_an_V", a.U_an_V, 0 <= a.U_an_V <= 3, "0 <= value <= 3 (V vs Li/Li+)")

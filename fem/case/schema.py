@@ -142,6 +142,9 @@ class Kinetics:
     g_eps: float = 1e-3  # regularisation of g(x) at x = 0 and 1
     # double-layer capacitance on S|SE and C|SE per true interface area (MODEL.md 6c); 0 = none
     C_dl_uF_cm2: float = 10.0
+    # quadrature of the S|SE reaction: "vertex" (each S|SE vertex reacts with its own state),
+    # "gauss" (degree 4), "auto" = vertex with [product_layer] enabled, gauss without
+    interface_quadrature: str = "auto"
 
 
 @dataclass

@@ -189,6 +189,13 @@ class CellProblem:
         self.xi = xi
         # the interface laws of the layer hold at each S|SE vertex (fem/physics/layer.py)
         dS_v = ufl.Measure("dS", domain=mesh, subdomain_data=ft, metadata=layer.vertex_rule(mesh.topology.dim))
+        # the reaction i in all three equations: at the S|SE vertices ("vertex", the default with
+        # the layer) the lithiation flux into a vertex is its own i, which its filling surface
+        # shuts off; with the degree-4 rule a filled vertex kept receiving its neighbours' flux
+        # and, under the layer's 0.8 V drop, ran into U's tail beyond x = 1 (fem/physics/layer.py)
+        rule = k.interface_quadrature
+        self.reaction_rule = "vertex" if rule == "vertex" or (rule == "auto" and pl is not None) else "gauss"
+        dS_i = dS_v if self.reaction_rule == "vertex" else dS
         if pl is not None:
             eta_L, delta, delta_n = fields[ETA_L]("+"), fields[DELTA]("+"), fields_n[DELTA]("+")
             # i_L: the charge current drawn from the layer itself (converted at its outer face)
@@ -219,21 +226,22 @@ class CellProblem:
             # SE: -div(kappa grad phi_e) = 0; i enters the SE at S|SE, i_an at the anode
             # (and the double-layer charging currents, 6c)
             return (self.kappa / L) * inner(grad(phi_e), grad(v_e)) * dx(tags.SE) \
-                - (i + i_dl_S) * v_e("+") * dS(tags.S_SE) - i_dl_C * v_e("+") * dS(tags.C_SE) \
-                - i_an * v_e * ds(tags.ANODE)
+                - i * v_e("+") * dS_i(tags.S_SE) - i_dl_S * v_e("+") * dS(tags.S_SE) \
+                - i_dl_C * v_e("+") * dS(tags.C_SE) - i_an * v_e * ds(tags.ANODE)
 
         def residual_s(v_s):
             # C and S: -div(sigma grad phi_s) = 0, sigma_S(x) in S; i leaves S as electronic current at S|SE
             return (self.sigma_C / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.C) \
                 + (sigma_S / L) * inner(grad(phi_s), grad(v_s)) * dx(tags.S) \
-                + (i + i_dl_S) * v_s("+") * dS(tags.S_SE) + i_dl_C * v_s("+") * dS(tags.C_SE)
+                + i * v_s("+") * dS_i(tags.S_SE) + i_dl_S * v_s("+") * dS(tags.S_SE) \
+                + i_dl_C * v_s("+") * dS(tags.C_SE)
 
         def residual_x(q):
             # S: c_max dx/dt = div(c_max D(x) grad x), outward Li flux -c_max D grad x.n = i/F
             # (with the layer too, i_x = i: the layer is made of the particle's S, 6b law v2)
             return T_REF_S * ((x - x_n) * self.inv_dt * q * dx(tags.S)
                               + (D_S / L**2) * inner(grad(x), grad(q)) * dx(tags.S)
-                              + i / (L * F * self.c_max) * q("+") * dS(tags.S_SE))
+                              + i / (L * F * self.c_max) * q("+") * dS_i(tags.S_SE))
 
         def residual_layer(v_L, v_d):
             R_L = layer.resistance_ohm_m2(delta, self.delta_dead, self.sigma_L)
@@ -272,7 +280,7 @@ class CellProblem:
             "area_anode": one * ds(tags.ANODE),
             "area_interface": one("+") * dS(tags.S_SE),
             "volume_S": one * dx(tags.S),
-            "int_i": i * dS(tags.S_SE),
+            "int_i": i * dS_i(tags.S_SE),
             "int_i_an": i_an * ds(tags.ANODE),
             "int_phi_e_anode": phi_e * ds(tags.ANODE),
             "int_x": x * dx(tags.S),

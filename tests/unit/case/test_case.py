@@ -121,6 +121,8 @@ BAD = {
     "negative_seed": ("[geometry]\nseed = -1\n", "geometry.seed = -1 is out of range"),
     "anode_potential": ("[anode]\nU_an_V = 10.0\n", "anode.U_an_V = 10.0 is out of range"),
     "newton_rtol": ("[solver]\nnewton_rtol = 1e6\n", "solver.newton_rtol = 1000000.0 is out of range"),
+    "interface_rule": ('[kinetics]\ninterface_quadrature = "lumped"\n',
+                       "kinetics.interface_quadrature = 'lumped' is out of range; allowed: 'auto', 'vertex'"),
     "catalyst_Ea": ("[catalysts.PCN]\nEa_kJ_mol = 1e6\n", "catalysts.PCN.Ea_kJ_mol = 1000000.0 is out of range"),
     "name_dotdot": ('name = ".."\n', "not '.' or '..'"),
     "huge_current": ('[protocol]\nsteps = ["Discharge at 1e6 mA/cm2 until 0.6 V"]\n', "above the 100 mA/cm2"),

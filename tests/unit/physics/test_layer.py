@@ -73,8 +73,10 @@ def discharge_then_charge(comm=MPI.COMM_WORLD):
 @pytest.mark.mpi
 def test_layer_with_psi_zero_and_no_thickness_is_todays_model():
     """enabled, psi = 0, delta0 = 0: the drop eta_L stays 0 and V(t) equals the model without
-    the layer to solver tolerance, on any number of ranks."""
-    off = problem_for(layer_case(enabled=False))
+    the layer (with the same S|SE quadrature, the vertex rule the layer uses) to solver
+    tolerance, on any number of ranks."""
+    off_case = layer_case(enabled=False)
+    off = problem_for(replace(off_case, kinetics=replace(off_case.kinetics, interface_quadrature="vertex")))
     on = problem_for(layer_case(enabled=True, psi=0.0, initial_delta_nm=0.0), k_ox_ref_per_s=1.0)
     assert off.layer is None and on.layer is not None
     assert len(on.spaces.names) == 5 and on.spaces.names[3:] == ("eta_L", "delta")
