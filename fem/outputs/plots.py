@@ -293,29 +293,66 @@ def spectra_by_label(rows: list[dict]) -> list[dict]:
             parts.append("fresh" if cycle == 0 else f"cycle {cycle}")
         if varies[2] or not parts:
             parts.append(f"{T:g} °C")
-        spectra.append({"label": ", ".join(parts), "f_Hz": np.array([m["f_Hz"] for m in members], float),
+        spectra.append({"label": ", ".join(parts), "group": str(label),
+                        "f_Hz": np.array([m["f_Hz"] for m in members], float),
                         "Z": np.array([complex(m["Z_re_ohm_cm2"], m["Z_im_ohm_cm2"]) for m in members])})
     return spectra
 
 
+# a second panel zooms on the smallest arcs when the largest spectrum is this many times wider
+NYQUIST_ZOOM_RATIO = 8.0
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def _spectrum_styles(spectra: list[dict]) -> list[dict]:
+    """Matplotlib styles: one colour per group (catalyst) and one line style per spectrum within
+    it (e.g. fresh solid, aged dashed) when the spectra come in groups; else one colour each."""
+    groups = list(dict.fromkeys(s.get("group", s["label"]) for s in spectra))
+    if len(groups) == len(spectra):
+        return [{"color": f"C{k % 10}", "ls": "-"} for k in range(len(spectra))]
+    seen: dict[str, int] = {}
+    styles = []
+    for s in spectra:
+        g = s.get("group", s["label"])
+        k = seen[g] = seen.get(g, -1) + 1
+        styles.append({"color": f"C{groups.index(g) % 10}", "ls": LINE_STYLES[k % len(LINE_STYLES)]})
+    return styles
+
+
 @_styled
 def nyquist_plot(spectra: list[dict], path, title: str = "") -> Figure:
-    """-Im Z against Re Z (ohm cm2), equal axes: an arc is a semicircle."""
-    fig = _new_figure((6.4, 5.2))
-    ax = fig.add_subplot()
-    for s in spectra:
-        ax.plot(s["Z"].real, -s["Z"].imag, "o-", ms=3, label=s["label"])
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel(r"Re $Z$ ($\Omega$ cm$^2$)")
-    ax.set_ylabel(r"$-$Im $Z$ ($\Omega$ cm$^2$)")
-    ax.axhline(0.0, color="0.6", lw=0.8)
+    """-Im Z against Re Z (ohm cm2), equal axes: an arc is a semicircle. When the spectra differ
+    in size by more than NYQUIST_ZOOM_RATIO, a second panel shows the smallest ones."""
+    widths = [float(np.ptp(s["Z"].real)) or 1e-300 for s in spectra]
+    zoom = len(spectra) > 1 and max(widths) > NYQUIST_ZOOM_RATIO * min(widths)
+    fig = _new_figure((11.0 if zoom else 6.4, 5.2))
+    axes = fig.subplots(1, 2) if zoom else [fig.add_subplot()]
+    styles = _spectrum_styles(spectra)
+    for ax in axes:
+        for s, style in zip(spectra, styles):
+            ax.plot(s["Z"].real, -s["Z"].imag, marker="o", ms=3, label=s["label"], **style)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlabel(r"Re $Z$ ($\Omega$ cm$^2$)")
+        ax.axhline(0.0, color="0.6", lw=0.8)
+    axes[0].set_ylabel(r"$-$Im $Z$ ($\Omega$ cm$^2$)")
+    if zoom:
+        # the spectra up to 3x the smallest one's width, with a margin
+        small = [s for s, w in zip(spectra, widths) if w <= 3.0 * min(widths)]
+        lo = min(float(s["Z"].real.min()) for s in small)
+        hi = max(float(s["Z"].real.max()) for s in small)
+        pad = 0.05 * (hi - lo)
+        top = max(float((-s["Z"].imag).max()) for s in small)
+        axes[1].set_aspect("equal", adjustable="box")
+        axes[1].set_xlim(lo - pad, hi + pad)
+        axes[1].set_ylim(-pad, max(top, 0.0) + (hi - lo) * 0.5 + pad)
+        axes[1].set_title("zoom: the smallest arcs", fontsize=10)
     if title:
-        ax.set_title(title)
-    if len(spectra) > 4:  # beside the axes: many arcs fill the plot's corners
-        fig.set_size_inches(9.0, 5.2)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
+        fig.suptitle(title) if zoom else axes[0].set_title(title)
+    if len(spectra) > 4 or zoom:  # beside the axes: many arcs fill the plot's corners
+        fig.set_size_inches(fig.get_size_inches()[0] + 2.6, 5.2)
+        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
     elif len(spectra) > 1:
-        ax.legend(loc="best")
+        axes[0].legend(loc="best")
     return _save(fig, path)
 
 
@@ -324,9 +361,9 @@ def bode_plot(spectra: list[dict], path, title: str = "") -> Figure:
     """|Z| (log) and the phase of Z against the frequency (log)."""
     fig = _new_figure((6.4, 6.4))
     ax_abs, ax_phase = fig.subplots(2, 1, sharex=True)
-    for s in spectra:
-        ax_abs.loglog(s["f_Hz"], np.abs(s["Z"]), "o-", ms=3, label=s["label"])
-        ax_phase.semilogx(s["f_Hz"], np.degrees(np.angle(s["Z"])), "o-", ms=3)
+    for s, style in zip(spectra, _spectrum_styles(spectra)):
+        ax_abs.loglog(s["f_Hz"], np.abs(s["Z"]), marker="o", ms=3, label=s["label"], **style)
+        ax_phase.semilogx(s["f_Hz"], np.degrees(np.angle(s["Z"])), marker="o", ms=3, **style)
     ax_abs.set_ylabel(r"$|Z|$ ($\Omega$ cm$^2$)")
     ax_phase.set_ylabel("phase of Z (°)")
     ax_phase.set_xlabel("frequency (Hz)")

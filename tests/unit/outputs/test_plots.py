@@ -150,4 +150,23 @@ def test_spectra_by_label_groups_and_names_what_differs(tmp_path):
     assert ax.get_aspect() == 1.0  # equal axes: an arc is a semicircle
     assert list(ax.lines[0].get_ydata()) == [0.0, 0.5, 1.0]  # -Im Z up
     assert len(ax.get_legend().get_texts()) == 4
+    # one colour per catalyst, the cycles told apart by the line style
+    colours = [line.get_color() for line in ax.lines[:4]]
+    assert colours[0] == colours[1] != colours[2] == colours[3]
+    assert ax.lines[0].get_linestyle() != ax.lines[1].get_linestyle()
+    assert len(fig.axes) == 1  # spectra of one size: no zoom panel
     assert len(bode_plot(spectra, tmp_path / "b.png").axes) == 2 and (tmp_path / "b.png").is_file()
+
+
+def test_nyquist_zooms_on_arcs_much_smaller_than_the_largest(tmp_path):
+    from fem.outputs.plots import nyquist_plot
+
+    theta = np.linspace(0.0, np.pi, 20)
+    arc = [{"label": f"R = {R:g}", "f_Hz": np.logspace(3, -2, 20),
+            "Z": R / 2 * (1 + np.cos(theta)) - 1j * R / 2 * np.sin(theta)} for R in (10.0, 25.0, 1000.0)]
+    fig = nyquist_plot(arc, tmp_path / "n.png")
+    main, zoom = fig.axes
+    assert main.get_xlim()[1] > 1000.0
+    # the zoom holds the arcs up to 3x the smallest width (10 and 25), not the 1000 one
+    lo, hi = zoom.get_xlim()
+    assert lo < 0.0 and 25.0 < hi < 30.0
