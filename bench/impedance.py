@@ -24,6 +24,8 @@ from mpi4py import MPI
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from newton_vs_poisson import best_of  # noqa: E402  (bench/ is the script's folder)
+
 from fem import compat  # noqa: E402
 from fem.case import Case  # noqa: E402
 from fem.case.catalysts import load_library  # noqa: E402
@@ -36,15 +38,6 @@ from fem.solver.impedance import spectrum  # noqa: E402
 
 N_FREQUENCIES = 50
 REPEAT = 3
-
-
-def best_of(fn, repeat=REPEAT) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main():
@@ -72,7 +65,7 @@ def main():
         ksp.setOperators(solver.A)
         ksp.solve(solver.b, solver.x)
 
-    t_newton = best_of(newton_iteration)
+    t_newton = best_of(newton_iteration, REPEAT)
     n_f = args.frequencies
     f = np.logspace(6, -2, n_f)
     dofs, dofs_total = dof_counts(problem.spaces, comm)
