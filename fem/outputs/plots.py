@@ -369,6 +369,9 @@ def bode_plot(spectra: list[dict], path, title: str = "") -> Figure:
     ax_phase.set_xlabel("frequency (Hz)")
     if title:
         ax_abs.set_title(title)
-    if len(spectra) > 1:
+    if len(spectra) > 4:  # beside the axes, as in nyquist_plot
+        fig.set_size_inches(9.0, 6.4)
+        ax_abs.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=9)
+    elif len(spectra) > 1:
         ax_abs.legend(loc="best")
     return _save(fig, path)
