@@ -73,17 +73,21 @@ class StepLength:
     """problem.dt: the step length as `.value`, held as its inverse inv_dt (a UFL constant).
 
     The forms depend on 1/dt linearly, so J(inv_dt = 0) is the static Jacobian and
-    J(1) - J(0) the storage/capacitive matrix (fem.solver.impedance)."""
+    J(1) - J(0) the storage/capacitive matrix (fem.solver.impedance). The length itself is
+    kept too: 1/(1/dt) is not dt in floating point, and times summed from it drifted
+    (360 s became 359.99999999999994)."""
 
     def __init__(self, inv_dt):
         self.inv_dt = inv_dt
+        self._dt_s = 1.0 / float(inv_dt.value)
 
     @property
     def value(self) -> float:
-        return 1.0 / float(self.inv_dt.value)
+        return self._dt_s
 
     @value.setter
     def value(self, dt_s: float) -> None:
+        self._dt_s = float(dt_s)
         self.inv_dt.value = 1.0 / dt_s
 
 

