@@ -303,7 +303,8 @@ class CellProblem:
         self.layer = None
         if pl is not None:
             _, to_parent = self.spaces.collapsed[DELTA]
-            self.layer = layer.ProductLayer(self, self.delta_dead, to_parent[self.spaces.active[DELTA]],
+            self._delta_dofs = to_parent[self.spaces.active[DELTA]]
+            self.layer = layer.ProductLayer(self, self.delta_dead, self._delta_dofs,
                                             self._functionals["int_delta"], self.area_interface_um)
 
     def _integral(self, name) -> float:
@@ -364,6 +365,11 @@ class CellProblem:
             # 38 % of a cycle's iterations: the guess with the smallest residual is taken
             best, smallest = None, self.solver.residual_max()
             for guess in self._extrapolations(dt_s):
+                if self.layer is not None:
+                    # delta >= 0 is the solution's range: a layer extrapolated through 0 (it
+                    # decays like exp(-k_ox t) once the catalyst limits) starts at 0, not below
+                    # (quickstart, v2 set: 1131 -> 1072 Newton iterations in one cycle)
+                    guess[self._delta_dofs] = np.maximum(guess[self._delta_dofs], 0.0)
                 u[:] = guess
                 residual = self.solver.residual_max()
                 if residual < smallest:
