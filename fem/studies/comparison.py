@@ -23,7 +23,8 @@ from fem.case import Case
 
 # what one finished run reports in a study's table (a comparison's, a sweep's): column, heading, format
 METRICS = [("capacity_cycle_1_mAh_gS", "mAh/gS cycle 1", ".0f"), ("capacity_cycle_10_mAh_gS", "cycle 10", ".0f"),
-           ("capacity_last_mAh_gS", "last", ".0f"), ("retention", "retention", ".4f"),
+           ("capacity_cycle_100_mAh_gS", "cycle 100", ".0f"), ("capacity_last_mAh_gS", "last", ".0f"),
+           ("retention_cycle_100", "retention cycle 100", ".4f"), ("retention", "retention last", ".4f"),
            ("mean_discharge_voltage_cycle_1_V", "mean discharge V cycle 1", ".4f"),
            ("mean_discharge_voltage_last_V", "last", ".4f"), ("Ea_first_kJ_mol", "Ea kJ/mol first", ".1f"),
            ("Ea_last_kJ_mol", "last", ".1f"), ("R_ct_first_ohm_cm2", "R_ct ohm cm2 first", ".1f"),
@@ -62,8 +63,12 @@ def run_metrics(folder: Path) -> dict:
     cycles = read_csv_rows(folder / "cycles.csv")
     ea = read_csv_rows(folder / "activation_energy.csv") if (folder / "activation_energy.csv").is_file() else []
     cap = [r["discharge_capacity_mAh_gS"] for r in cycles]
+    c100 = cap[99] if len(cap) >= 100 else None
     return dict(capacity_cycle_1_mAh_gS=cap[0], capacity_cycle_10_mAh_gS=cap[min(10, len(cap)) - 1],
-                capacity_last_mAh_gS=cap[-1], retention=summary["retention"],
+                capacity_cycle_100_mAh_gS=c100, capacity_last_mAh_gS=cap[-1],
+                # retention as summary.json's: over cycle 10 (the runs are that long when c100 exists)
+                retention_cycle_100=None if c100 is None or cap[9] <= 0 else c100 / cap[9],
+                retention=summary["retention"],
                 mean_discharge_voltage_cycle_1_V=cycles[0]["mean_discharge_voltage_V"],
                 mean_discharge_voltage_last_V=cycles[-1]["mean_discharge_voltage_V"],
                 Ea_first_kJ_mol=ea[0]["Ea_kJ_mol"] if ea else None,
