@@ -17,8 +17,9 @@ At the rested state and each temperature T, one short backward-Euler step at a s
 +i and one at -i (dt = 10 ms, both from the same state, nothing accepted, the double layer off:
 its R_ct C_dl of milliseconds would take part of the step's current) give
 
-* R_ct = (<eta>(-i) - <eta>(+i)) / 2i, <eta> the mean S|SE overpotential: the charge-transfer
-  arc of an impedance spectrum, free of the ohmic SE and anode contributions;
+* R_ct = (<xi>(-i) - <xi>(+i)) / 2i, <xi> the mean S|SE charge-transfer overpotential (eta
+  less the product layer's ohmic drop, MODEL.md 6b): free of the ohmic SE, layer and anode
+  contributions, whose resistances have no or another temperature dependence;
 * R_p = (V(-i) - V(+i)) / 2i, the whole-cell linear polarisation resistance.
 
 The symmetric difference cancels the even orders of the Butler-Volmer response and the drift of
@@ -122,7 +123,7 @@ def _respond(problem, i: float, T: float) -> tuple[float, float]:
         if not converged:
             raise MeasurementError(f"the R_ct perturbation did not converge at {T} degC")
         m = problem.measure()
-        eta[sign], V[sign] = m.mean_eta_V, m.V
+        eta[sign], V[sign] = m.mean_xi_V, m.V
         u[:] = u_n  # both perturbations start from the rested state
     return (eta[-1.0] - eta[1.0]) / (2 * i), (V[-1.0] - V[1.0]) / (2 * i)
 

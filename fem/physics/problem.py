@@ -51,7 +51,9 @@ class Measurement:
     I_collector_A_m2: float  # current leaving through the collector
     I_storage_A_m2: float  # c_max F d<x>/dt V_S
     mean_x: float
-    mean_eta_V: float
+    mean_eta_V: float  # phi_s - phi_e - U(x) on S|SE, the layer's ohmic drop included
+    # xi = eta - eta_L: the charge-transfer overpotential behind the product layer (= eta without it)
+    mean_xi_V: float = 0.0
     # 2 F c_L d(integral delta dA)/dt: the rate at which product goes into the layer. Informational:
     # the layer is made of the particle's S (law v2), x already counts its Li, so not in the balance
     I_layer_A_m2: float = 0.0
@@ -294,6 +296,7 @@ class CellProblem:
             "collector": residual_s(self.w_cc),
         }
         if pl is not None:
+            forms["int_xi"] = xi("+") * dS(tags.S_SE)
             forms["int_ddelta_dt"] = (delta - delta_n) * self.inv_dt * dS(tags.S_SE)
             forms["int_delta"] = delta * dS(tags.S_SE)
         self._functionals = {k: compat.form(v) for k, v in forms.items()}
@@ -430,6 +433,7 @@ class CellProblem:
             I_storage_A_m2=storage,
             mean_x=self._integral("int_x") / self.volume_S_um,
             mean_eta_V=self._integral("int_eta") / self.area_interface_um,
+            mean_xi_V=self._integral("int_xi" if "int_xi" in self._functionals else "int_eta") / self.area_interface_um,
             I_layer_A_m2=I_layer,
             I_capacitive_A_m2=-self._integral("int_i_dl") / A,
         )

@@ -68,3 +68,14 @@ def test_measurement_leaves_the_run_untouched_and_R_ct_falls_at_half_charge(at_h
     # a charge past the end of charge is never asked for: the end state is measured as it is
     assert 0.9 < at_end["state_of_charge"] < 1.0 and not math.isnan(at_end["Ea_kJ_mol"])
     assert half["R_ct_ohm_cm2"] < 0.5 * at_end["R_ct_ohm_cm2"]
+
+
+def test_fresh_catalyst_apparent_Ea_with_the_product_layer(tmp_path):
+    """With the Li2S layer (the calibrated psi and sigma_L of the shipped cases) R_ct is taken
+    from the charge-transfer overpotential behind the layer's ohmic drop, which has no
+    temperature dependence. Measured: Ea 35.0 kJ/mol (record 35); from eta, layer included: 24."""
+    case = activation_case(1).updated({"product_layer": {"enabled": True, "psi": 0.06, "sigma_L_S_m": 1e-7}})
+    run(case, tmp_path)
+    first = read_csv_rows(tmp_path / "activation_energy.csv")[0]
+    assert first["state_of_charge"] == pytest.approx(0.5, abs=1e-9)
+    assert first["Ea_kJ_mol"] == pytest.approx(EA_CU1_PCN_KJ_MOL, rel=0.10)
