@@ -23,7 +23,9 @@ from fem.outputs.terminal import COMPILER_LOGGERS, configure_logging  # noqa: E4
 
 PROG = "asslsb-fem"
 DEFAULT_FIT_PARAMS = "k_contact,k_sulfur_loss"
-FIT_PARAMS = "D_S_m2_s, k_contact, p_contact, k_sulfur_loss, k_deact, i0_ref_A_m2"
+# fem.studies.fitting.FITTABLE, in its order (not imported here: it loads numpy; a unit test
+# keeps the two equal)
+FIT_PARAMS = "D_S_m2_s, psi, sigma_L_S_m, k_iso, k_contact, p_contact, k_sulfur_loss, k_deact, i0_ref_A_m2"
 
 CASE_HELP = """\
 The case file (TOML) has the tables [geometry] (with [geometry.sulfur], [geometry.carbon],
@@ -106,12 +108,15 @@ example:
 FIT_HELP = f"""\
 Fit parameters of the case to a measured capacity-vs-cycle table (CSV with the columns
 cycle, discharge_capacity_mAh_gS), then run the fitted case. D_S_m2_s is found by a
-secant search on real 2-cycle runs, the ageing parameters by least squares on a
-surrogate of measured capacity responses.
+secant search on real 2-cycle runs ("transport"); the product-layer parameters psi,
+sigma_L_S_m and k_iso (only with [product_layer] enabled = true) by a Gauss-Newton on
+real runs truncated to the last data cycle ("real runs", fit_layer/); the ageing
+parameters by least squares on a surrogate of measured capacity responses ("surrogate").
+psi and sigma_L_S_m act alike on the capacity: fit one of them.
 
-writes into the output folder: fit.json (fitted and start values, RMS relative errors
-of the surrogate and of the real run, every data point against the run) and the fitted
-case's run in fitted/.
+writes into the output folder: fit.json (per parameter the stage that fitted it, start
+and fitted values; the runs made; RMS relative errors of the layer runs, the surrogate
+and the real run; every data point against the run) and the fitted case's run in fitted/.
 
 example:
   {PROG} fit cases/cu1ni1_pcn_1mA_2500cycles.toml data/anchor_1mA_2500cycles.csv --params D_S_m2_s"""
@@ -489,10 +494,14 @@ def _cmd_fit(args, case: Case, out_dir: Path) -> None:
 
     report = fit(_quiet_case(args, case), args.data, names, out_dir, _comm())
     values = ", ".join(f"{k} = {v:.4g}" for k, v in report["parameters"].items())
-    surrogate = report["rms_relative_error_surrogate"]
-    surrogate = "-" if surrogate is None else f"{surrogate:.4f}"
-    _say(args, f"fitted: {values}\nRMS relative error: surrogate {surrogate}, "
-               f"real run {report['rms_relative_error_real_run']:.4f}\nwritten: {out_dir / 'fit.json'}")
+    stages = "; ".join(f"{f['name']} by {f['stage']} ({f['start']:.4g} -> {f['value']:.4g})"
+                       for f in report.get("fitted", []))
+    errors = {"layer runs": report.get("rms_relative_error_layer_runs"),
+              "surrogate": report["rms_relative_error_surrogate"]}
+    errors = "".join(f"{k} {'-' if v is None else f'{v:.4f}'}, " for k, v in errors.items())
+    _say(args, f"fitted: {values}\n" + (f"stages: {stages}\n" if stages else "")
+         + f"RMS relative error: {errors}real run {report['rms_relative_error_real_run']:.4f}\n"
+           f"written: {out_dir / 'fit.json'}")
 
 
 def _cmd_mesh(args, case: Case, out_dir: Path) -> None:

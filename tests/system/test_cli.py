@@ -259,7 +259,8 @@ def fake_studies(monkeypatch, fake_simulation):
     def fit(case, data, names, out_dir, comm):
         calls.setdefault("fit", []).append((data, names, out_dir))
         return {"parameters": {n: 1.0 for n in names}, "rms_relative_error_surrogate": None,
-                "rms_relative_error_real_run": 0.01}
+                "rms_relative_error_real_run": 0.01, "rms_relative_error_layer_runs": 0.002,
+                "fitted": [{"name": n, "stage": "real runs", "start": 0.5, "value": 1.0} for n in names]}
 
     fitting.fit = fit
     monkeypatch.setitem(sys.modules, "fem.studies.comparison", comparison)
@@ -281,7 +282,10 @@ def test_compare_command_and_run_case_on_a_comparison_case(tmp_path, capsys, fak
 def test_fit_command_and_run_case_fit_flags(tmp_path, capsys, fake_studies):
     case, data = write(tmp_path, PLAIN), write(tmp_path, "cycle,discharge_capacity_mAh_gS\n", "d.csv")
     assert main(["fit", str(case), str(data), "--params", "D_S_m2_s, k_deact"]) == 0
-    assert "fitted: D_S_m2_s = 1, k_deact = 1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "fitted: D_S_m2_s = 1, k_deact = 1" in out
+    assert "stages: D_S_m2_s by real runs (0.5 -> 1); k_deact by real runs (0.5 -> 1)" in out
+    assert "RMS relative error: layer runs 0.0020, surrogate -, real run 0.0100" in out
     assert run_case([str(case), "--fit", str(data), "--out", str(tmp_path / "f")]) == 0
     assert run_case([str(case), "--fit", str(data), "--fit-params", "p_contact"]) == 0
     assert fake_studies["fit"] == [(data, ["D_S_m2_s", "k_deact"], Path("results") / "cell"),
