@@ -542,6 +542,13 @@ def _cmd_mesh(args, case: Case, out_dir: Path) -> None:
              "  volume fractions of the cathode layer (target / geometry / mesh):"]
     lines += [f"    {phase:<4} {f(targets, phase)} / {f(occ, phase)} / {f(meshed, phase)}"
               for phase in ("S", "C", "void", "SE")]
+    if "exact_interface_areas_um2" in report:  # the CGAL mesher's report
+        exact, mesh_areas = report["exact_interface_areas_um2"], report["mesh_interface_areas_um2"]
+        lines.append("  interface areas, um2 (geometry / mesh):")
+        lines += [f"    {name:<4} {exact[name]:.0f} / {mesh_areas[name]:.0f}" for name in ("S|SE", "C|SE", "S|C")]
+        lines.append("  seconds: " + ", ".join(f"{key[8:]} {report[key]:.1f}" for key in
+                                                ("seconds_image", "seconds_cgal", "seconds_tag", "seconds_write",
+                                                 "seconds_exact") if key in report))
     conn = report["connectivity"]
     lines.append(f"  percolating: S active {conn['S_active']:.3f}, C to collector "
                  f"{conn['C_connected_to_collector']:.3f}, SE to separator {conn['SE_connected_to_separator']:.3f}")

@@ -52,6 +52,9 @@ def generate_fibre_packing(geo: GeometryConfig):
             if fails > _MAX_FAILS:
                 raise PackingError(_shortfall("S", grid.fraction("S"), target))
             r = _truncated_normal(rng, geo.sulfur)
+            deficit = (target - grid.fraction("S")) * geo_layer(geo)
+            if _sphere_vol(r) > deficit:  # the last sphere fits the deficit (one can be 10 % of a small layer)
+                r = max(geo.sulfur.radius_min_um, (deficit / _sphere_vol(1.0)) ** (1 / 3))
             c = lo + rng.random(3) * (hi - lo)
             if centers:
                 d = np.linalg.norm(np.asarray(centers) - c, axis=1)
@@ -77,14 +80,25 @@ def generate_fibre_packing(geo: GeometryConfig):
     nf = 0
     n_seeds = max(3, round(_SEEDS_PER_UM2 * w * w))
     min_len = _MIN_LENGTH_FACTOR * rc
-    fails = 0
+    fails, relaxed = 0, 0
+    recoveries = []
     target_c = cs.volume_fraction
     while grid.fraction("C") < target_c:
         if fails > _MAX_FAILS:
-            raise PackingError(_shortfall("C", grid.fraction("C"), target_c, fibres=True))
+            # a stalled network (no room left to branch): first let new fibres start on the
+            # collector as well, then halve the shortest fibre; only then give up
+            if relaxed == 2:
+                raise PackingError(_shortfall("C", grid.fraction("C"), target_c, fibres=True))
+            relaxed += 1
+            recoveries.append(f"C stalled at {grid.fraction('C'):.3f} of {target_c:.3f}: " +
+                              ("fibres also start on the collector" if relaxed == 1 else
+                               f"shortest fibre {0.5 * min_len:.2g} um instead of {min_len:.2g} um"))
+            if relaxed == 2:
+                min_len *= 0.5
+            fails = 0
         r = _truncated_normal(rng, cs)
         k = -1
-        if nf < n_seeds:
+        if nf < n_seeds or (relaxed and rng.random() < 0.5):
             p0 = np.array([lx, rng.uniform(0, w), rng.uniform(0, w)])
             u = _unit(rng.normal(size=3))
             u[0] = -abs(u[0]) - 0.3  # into the layer
@@ -124,7 +138,8 @@ def generate_fibre_packing(geo: GeometryConfig):
                   for a, b, r in zip(starts, ends, rads)]
     meta = {"generator": "fem.geometry.fibres", "seed": geo.seed,
             "target_fractions": {"S": geo.sulfur.volume_fraction, "C": cs.volume_fraction, "void": 0.0},
-            "generator_voxel_fractions": grid.fractions(), "generator_voxel_um": grid.voxel_um}
+            "generator_voxel_fractions": grid.fractions(), "generator_voxel_um": grid.voxel_um,
+            "recoveries": recoveries}
     if geo.void.volume_fraction > 0:
         raise PackingError("geometry.void.volume_fraction must be 0 with carbon kind 'cylinders' (not implemented)")
     return Packing(3, box, s, particles, meta)
@@ -289,11 +304,14 @@ def phase_codes(packing, points) -> np.ndarray:
         pr = PRIORITY[p.phase]
         if p.kind == "sphere":
             sel = np.asarray(tree.query_ball_point(p.center_um, p.radius_um), dtype=int)
-        else:
-            half = 0.5 * p.length_um
-            sel = np.asarray(tree.query_ball_point(p.center_um, math.hypot(half, p.radius_um)), dtype=int)
+        else:  # balls strung along the axis cover the cylinder with far fewer candidates than one
+            a, b = np.asarray(p.start_um), np.asarray(p.end_um)
+            n = max(1, math.ceil(p.length_um / (2 * p.radius_um)))
+            mids = a + (np.arange(n) + 0.5)[:, None] / n * (b - a)
+            hits = tree.query_ball_point(mids, math.hypot(0.5 * p.length_um / n, p.radius_um))
+            sel = np.unique(np.concatenate([np.asarray(h, dtype=int) for h in hits]))
             if len(sel):
-                sel = sel[_cylinder_signed(pts[sel], np.asarray(p.start_um), np.asarray(p.end_um), p.radius_um) <= 0]
+                sel = sel[_cylinder_signed(pts[sel], a, b, p.radius_um) <= 0]
         if len(sel):
             code[sel] = np.maximum(code[sel], pr)
     return code
