@@ -22,14 +22,26 @@ def _figure(size) -> Figure:
 
 
 def _colours(names) -> dict:
-    return {n: colormaps["tab10"](k) for k, n in enumerate(names)}
+    """Distinct colours: tab10 for up to 10 runs, tab20 up to 20, else a continuous map."""
+    names = list(names)
+    if len(names) <= 20:
+        cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
+        return {n: cmap(k) for k, n in enumerate(names)}
+    return {n: colormaps["turbo"](k / (len(names) - 1)) for k, n in enumerate(names)}
+
+
+def _legend(ax, runs, **kwargs):
+    """Inside the axes for a few runs, outside on the right for many (they would hide the curves)."""
+    if len(runs) > 6:
+        kwargs.update(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax.legend(frameon=False, **kwargs)
 
 
 def retention(runs: dict, path: Path, title: str) -> Figure:
     """Discharge capacity vs cycle (top) and the voltage hysteresis (mean charge minus mean
     discharge voltage, bottom), where catalysts differ even when solid diffusion sets the
     capacity; full FEM cycles marked."""
-    fig = _figure((6.8, 7.0))
+    fig = _figure((6.8 + 3.2 * (len(runs) > 6), 7.0))
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     for name, colour in _colours(runs).items():
         rows = runs[name]["cycles"]
@@ -45,7 +57,7 @@ def retention(runs: dict, path: Path, title: str) -> Figure:
         bottom.plot(n[sim], 1e3 * gap[sim], "o", color=colour, ms=3)
     top.set_ylabel(CAPACITY_LABEL)
     top.set_ylim(bottom=0)
-    top.legend(frameon=False, title="markers: full FEM cycles")
+    _legend(top, runs, title="markers: full FEM cycles")
     top.set_title(f"{title}: capacity retention")
     bottom.set_xlabel("Cycle")
     bottom.set_ylabel("Voltage hysteresis (mV)")
@@ -128,5 +140,38 @@ def first_cycle(runs: dict, path: Path, title: str) -> Figure:
         ax.grid(True, alpha=0.3)
     axes[-1].set_xticks(range(len(runs)), list(runs), rotation=15, ha="right", fontsize=8)
     axes[0].set_title(f"{title}: cycle 1 of each run")
+    fig.savefig(path, dpi=150)
+    return fig
+
+
+def grid(rows: list[dict], key_a: str, key_b: str, path: Path, title: str) -> Figure:
+    """A two-key grid sweep at a glance: last-cycle discharge capacity against the values of key_b
+    (top), one line per value of key_a, and each line relative to the first (bottom, %).
+    rows: {key_a, key_b (the values' texts), "capacity_cycle_1_mAh_gS", "capacity_last_mAh_gS"}."""
+    xs = list(dict.fromkeys(r[key_b] for r in rows))
+    lines = list(dict.fromkeys(r[key_a] for r in rows))
+    value = {(r[key_a], r[key_b]): r for r in rows}
+
+    def series(line, metric):
+        return np.array([value[(line, x)][metric] if (line, x) in value and value[(line, x)].get(metric)
+                         is not None else np.nan for x in xs], dtype=float)
+
+    fig = _figure((6.8, 7.0))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    reference = series(lines[0], "capacity_last_mAh_gS")
+    for line, colour in _colours(lines).items():
+        last, first = series(line, "capacity_last_mAh_gS"), series(line, "capacity_cycle_1_mAh_gS")
+        top.plot(range(len(xs)), last, "o-", color=colour, label=line)
+        top.plot(range(len(xs)), first, "o:", color=colour, mfc="none", lw=1)
+        bottom.plot(range(len(xs)), 100.0 * (last / reference - 1.0), "o-", color=colour)
+    top.set_ylabel(CAPACITY_LABEL)
+    top.set_ylim(bottom=0)
+    top.legend(frameon=False, title=f"{key_a}\nsolid: last cycle, dotted: cycle 1", fontsize=8)
+    top.set_title(f"{title}: discharge capacity")
+    bottom.set_ylabel(f"last cycle vs {lines[0]} (%)")
+    bottom.set_xticks(range(len(xs)), xs)
+    bottom.set_xlabel(key_b)
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
     fig.savefig(path, dpi=150)
     return fig

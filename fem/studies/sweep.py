@@ -58,6 +58,7 @@ class Member:
     name: str
     values: dict  # dotted key -> value
     label: str = ""  # the values in short, for legends
+    texts: dict = field(default_factory=dict)  # dotted key -> its value in short ([labels] or the value)
     case: Case | None = None  # None: the values are invalid
     error: str | None = None
 
@@ -69,6 +70,7 @@ class Sweep:
     base: Case
     keys: list[str]
     members: list[Member] = field(default_factory=list)
+    combine: str = "grid"
 
     def voltage_cycles(self) -> list[int]:
         """The cycles whose voltage curves the figures compare: a comparison base's own, else first and last."""
@@ -158,11 +160,12 @@ def load_sweep(path: str | Path, prepare=None) -> Sweep:
     sizes = [len(values[k]) for k in keys]
     combos = (itertools.product(*[range(n) for n in sizes]) if combine == "grid"
               else [(i,) * len(keys) for i in range(sizes[0])])
-    sweep = Sweep(name, path.resolve(), base, keys)
+    sweep = Sweep(name, path.resolve(), base, keys, combine=combine)
     for combo in combos:
         member = Member("__".join(token(k, i) for k, i in zip(keys, combo)),
                         {k: values[k][i] for k, i in zip(keys, combo)},
-                        ", ".join(f"{short[k]} = {text(k, i)}" for k, i in zip(keys, combo)))
+                        ", ".join(f"{short[k]} = {text(k, i)}" for k, i in zip(keys, combo)),
+                        {k: text(k, i) for k, i in zip(keys, combo)})
         try:
             member.case = member_case(base, member.name, {**fixed, **member.values})
         except CaseError as err:
@@ -325,7 +328,8 @@ def write_members(sweep: Sweep, out_dir: Path) -> dict:
             path.write_text(text)
     manifest = {"sweep": sweep.name, "source": str(sweep.source), "base": sweep.base.name, "keys": sweep.keys,
                 "voltage_cycles": sweep.voltage_cycles(),
-                "members": [{"name": m.name, "label": m.label, "values": m.values,
+                "combine": sweep.combine,
+                "members": [{"name": m.name, "label": m.label, "values": m.values, "texts": m.texts,
                              "case": f"{CASES}/{m.name}.toml" if m.case else None} for m in sweep.members]}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return states
@@ -426,7 +430,8 @@ def gather(out_dir: Path) -> list[dict]:
     keys, status ("ok", "failed", "running" or "not run") and fem.studies.comparison's
     METRIC_COLUMNS; writes sweep.csv, sweep.md and the figures of the finished ones: sweep_cycle1.png
     (first-cycle capacity, mean discharge voltage, hysteresis per member), sweep_voltage.png, and
-    sweep_retention.png (runs of several cycles) and sweep_Ea.png (measured Ea)."""
+    sweep_retention.png (runs of several cycles), sweep_Ea.png (measured Ea) and, for a grid of two
+    keys, sweep_grid.png (last-cycle capacity over the second key, a line per value of the first)."""
     from fem.mesh.inputs import lock_holder
     from fem.outputs.tables import write_table
 
@@ -456,4 +461,21 @@ def gather(out_dir: Path) -> list[dict]:
         several = any(len(r["cycles"]) > 1 for r in runs.values())  # else retention shows single points
         figures = ["cycle1", "voltage"] + ["retention"] * several + ["Ea"] * any(r["Ea"] for r in runs.values())
         plot_runs(runs, manifest["voltage_cycles"], out_dir, "sweep", manifest["sweep"], figures)
+    if manifest.get("combine") == "grid" and len(keys) == 2:
+        _grid_figure(manifest, rows, out_dir)
     return rows
+
+
+def _grid_figure(manifest: dict, rows: list[dict], out_dir: Path) -> Path | None:
+    """sweep_grid.png: last-cycle capacity over the second key's values, a line per first-key value."""
+    from fem.studies.comparison_plots import grid
+
+    a, b = manifest["keys"]
+    texts = {m["name"]: m.get("texts") or {} for m in manifest["members"]}
+    done = [{**r, a: texts[r["member"]][a], b: texts[r["member"]][b]} for r in rows
+            if r["status"] == "ok" and {a, b} <= set(texts[r["member"]])]
+    if not done:  # nothing finished, or a manifest written before value texts were kept
+        return None
+    path = out_dir / "sweep_grid.png"
+    grid(done, a, b, path, manifest["sweep"])
+    return path

@@ -77,6 +77,8 @@ solver.petsc_options.ksp_rtol = [1e-9]
     # the member's option joins the base file's and the command line's, it does not replace them
     assert last.solver.petsc_options == {"mat_mumps_icntl_14": 50, "pc_type": "lu", "ksp_rtol": 1e-9}
     assert sweep.voltage_cycles() == [1, 2]
+    assert sweep.combine == "grid" and sweep.members[-1].texts == {
+        "kinetics.catalyst": "carbon", "geometry.seed": "3", "solver.petsc_options.ksp_rtol": "1e-09"}
 
 
 @pytest.mark.parametrize("text, fragments", [
@@ -208,6 +210,7 @@ def test_a_sweep_on_a_pool_and_as_a_slurm_array_gathers_into_one_table(tmp_path,
     assert not (pool / "cases" / f"{NAMES[3]}.toml").exists()  # an invalid member is not run
     assert (pool / "sweep_cycle1.png").stat().st_size > 10_000 and (pool / "sweep_voltage.png").is_file()
     assert not (pool / "sweep_retention.png").exists()  # one cycle each: nothing to show against the cycle
+    assert not (pool / "sweep_grid.png").exists()  # zipped values: no grid to draw
     assert "2 ok, 2 failed" in out and (pool / "sweep.md").read_text().count("\n| steps-") == 4
     assert load_case(pool / "cases" / f"{NAMES[1]}.toml").solver.petsc_options == {
         "mat_mumps_icntl_14": 50, "ksp_type": "preonly"}
