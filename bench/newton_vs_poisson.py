@@ -101,7 +101,9 @@ def main():
     dofs, dofs_total = dof_counts(problem.spaces, comm)  # solved for (pinned dofs excluded), all
     result = {
         "mesh": str(path), "linear_solver": args.linear_solver, "krylov_iterations": krylov[-1],
-        "mpi_ranks": comm.size, "coupled_dofs": dofs, "coupled_dofs_total": dofs_total,
+        "mpi_ranks": comm.size, "dimension": cell.mesh.topology.dim,
+        "cells": cell.mesh.topology.index_map(cell.mesh.topology.dim).size_global,
+        "coupled_dofs": dofs, "coupled_dofs_total": dofs_total,
         "poisson_dofs": poisson_dofs,
         "newton_iteration_over_poisson_solve": t_newton / t_poisson,
         "newton_iteration_over_poisson_solve_per_dof": (t_newton / dofs) / (t_poisson / poisson_dofs),
