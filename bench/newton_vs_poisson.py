@@ -4,8 +4,9 @@ BoomerAMG to rtol 1e-8 (assembly + solve) on the same mesh, measured in one run:
 absolute times.
 
     .venv/bin/python bench/newton_vs_poisson.py [MESH.msh] [--linear-solver direct|iterative|fieldsplit]
+                                                [--petsc KEY=VALUE ...] [--tag NAME]
 
-(default: the 2D quickstart mesh, MUMPS). Writes results/bench/newton_vs_poisson[_SOLVER].json.
+(default: the 2D quickstart mesh, MUMPS). Writes results/bench/newton_vs_poisson[_SOLVER][_TAG].json.
 """
 
 from __future__ import annotations
@@ -63,11 +64,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mesh", nargs="?", type=Path, default=ROOT / "meshes" / "quickstart_2d.msh")
     ap.add_argument("--linear-solver", default="direct", choices=["direct", "iterative", "fieldsplit"])
+    ap.add_argument("--petsc", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="PETSc options added to the preset's (e.g. ksp_rtol=1e-6)")
+    ap.add_argument("--tag", default="", help="suffix of the JSON file (a variant being compared)")
     args = ap.parse_args()
     path = args.mesh
     cell = load_mesh(path, comm)
     case = Case()
     case.solver.linear_solver = args.linear_solver
+    case.solver.petsc_options.update(dict(kv.split("=", 1) for kv in args.petsc))
     problem = CellProblem(cell, case, load_library()[case.kinetics.catalyst],
                           lambda F, J, u, bcs, c: NewtonSolver(F, J, u, bcs, c, case.solver))
     problem.set_current(10.0)
@@ -100,7 +105,8 @@ def main():
     t_step = best_of(time_step)
     dofs, dofs_total = dof_counts(problem.spaces, comm)  # solved for (pinned dofs excluded), all
     result = {
-        "mesh": str(path), "linear_solver": args.linear_solver, "krylov_iterations": krylov[-1],
+        "mesh": str(path), "linear_solver": args.linear_solver, "petsc_options": case.solver.petsc_options,
+        "krylov_iterations": krylov[-1],
         "mpi_ranks": comm.size, "dimension": cell.mesh.topology.dim,
         "cells": cell.mesh.topology.index_map(cell.mesh.topology.dim).size_global,
         "coupled_dofs": dofs, "coupled_dofs_total": dofs_total,
@@ -113,6 +119,7 @@ def main():
         out = ROOT / "results" / "bench"
         out.mkdir(parents=True, exist_ok=True)
         suffix = "" if args.linear_solver == "direct" else f"_{args.linear_solver}"
+        suffix += f"_{args.tag}" if args.tag else ""
         (out / f"newton_vs_poisson{suffix}.json").write_text(json.dumps(result, indent=2))
         for key, value in result.items():
             print(f"{key:45s} {value:.3g}" if isinstance(value, float) else f"{key:45s} {value}")
