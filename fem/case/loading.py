@@ -212,6 +212,8 @@ def _range_errors(case: Case) -> list[str]:
              "a PETSc option name without '-' (letters, digits, '_') set to a string, number or boolean")
     need("solver.linear_solver", s.linear_solver, s.linear_solver in ("auto", "direct", "iterative", "fieldsplit"),
          "'auto', 'direct', 'iterative' or 'fieldsplit'")
+    need("solver.lithiation_update", s.lithiation_update, s.lithiation_update in ("logit", "linear"),
+         "'logit' or 'linear'")
     need("output.progress", o.progress, o.progress in ("auto", "on", "off"), "'auto', 'on' or 'off'")
     need("output.fields_every_s", o.fields_every_s, o.fields_every_s >= 0, ">= 0 (0: end of every step)")
     _catalyst_errors(case, errors)

@@ -221,6 +221,10 @@ class SolverConfig:
     # "auto": fieldsplit from AUTO_FIELDSPLIT_DOFS dofs on (fem/solver/newton.py), else direct.
     # Not the default: a 3D quickstart discharge with fieldsplit failed near its cut-off
     linear_solver: str = "direct"
+    # how a Newton step moves the lithiation x: "logit" moves it in psi = ln(x/(1-x)) (the
+    # coordinate in which U(x)'s end terms are linear, fem/physics/materials.py) wherever that
+    # step is the shorter one, i.e. towards x = 0 or 1; "linear" is plain Newton
+    lithiation_update: str = "logit"
     # PETSc options of the Newton solver (SNES) and its linear solver (KSP/PC), without the
     # leading '-', e.g. {ksp_type = "gmres", pc_type = "hypre"}: they override the preset
     petsc_options: dict = field(default_factory=dict)

@@ -98,6 +98,45 @@ class OCV:
         return c.U0_V + c.slope_V * (0.5 - x) + c.end_scale_V * ends
 
 
+def logit_coordinate(x):
+    """psi(x) = ln(x/(1-x)) on [DELTA, 1-DELTA], continued by its tangent lines beyond (numpy).
+
+    The analytic U(x)'s end terms are -end_scale_V * psi(x) on [DELTA, 1-DELTA] and continue
+    linearly beyond too, so U is linear plus smooth in psi: a Newton step taken in psi does not
+    overshoot into U's steep tails as the same step taken in x does (logit_step)."""
+    x = np.asarray(x, dtype=float)
+    d = OCV._DELTA
+    inside = np.clip(x, d, 1.0 - d)
+    edge, slope = np.log((1.0 - d) / d), 1.0 / (d * (1.0 - d))
+    return np.where(x < d, -edge + slope * (x - d),
+                    np.where(x > 1.0 - d, edge + slope * (x - 1.0 + d), np.log(inside / (1.0 - inside))))
+
+
+def logit_derivative(x):
+    """d psi/dx: 1/(x(1-x)) on [DELTA, 1-DELTA], the tangents' slope beyond."""
+    inside = np.clip(np.asarray(x, dtype=float), OCV._DELTA, 1.0 - OCV._DELTA)
+    return 1.0 / (inside * (1.0 - inside))
+
+
+def from_logit_coordinate(psi):
+    """The inverse of logit_coordinate (a monotone bijection of the real line)."""
+    psi = np.asarray(psi, dtype=float)
+    d = OCV._DELTA
+    edge, slope = np.log((1.0 - d) / d), 1.0 / (d * (1.0 - d))
+    inside = 1.0 / (1.0 + np.exp(-np.clip(psi, -edge, edge)))
+    return np.where(psi < -edge, d + (psi + edge) / slope,
+                    np.where(psi > edge, 1.0 - d + (psi - edge) / slope, inside))
+
+
+def logit_step(x, dx):
+    """The change of x by a Newton step dx taken in psi where that is the shorter of the two
+    (towards x = 0 or 1; the psi step is longer away from them, and its overshoot there cost
+    more than it saved)."""
+    x, dx = np.asarray(x, dtype=float), np.asarray(dx, dtype=float)
+    in_psi = from_logit_coordinate(logit_coordinate(x) + logit_derivative(x) * dx) - x
+    return np.where(np.abs(in_psi) < np.abs(dx), in_psi, dx)
+
+
 def _safe_ln(y, delta, log, where):
     """ln(y) for y >= delta, its tangent line at delta below: C1 and defined everywhere."""
     tangent = np.log(delta) + (y - delta) / delta

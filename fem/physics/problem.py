@@ -33,7 +33,7 @@ from fem.case.catalysts import Catalyst, exchange_current_A_m2, layer_oxidation_
 from fem.constants import A_M2_PER_MA_CM2, MG_CM2_PER_KG_M2, UM, F, R, kelvin
 from fem.mesh import CellMesh
 from fem.physics import kinetics, layer
-from fem.physics.materials import OCV, LithiationLaw, c_max_mol_m3, kappa_SE_S_m
+from fem.physics.materials import OCV, LithiationLaw, c_max_mol_m3, kappa_SE_S_m, logit_step
 from fem.physics.spaces import DELTA, ETA_L, PHI_E, PHI_S, X, build_spaces, field_index_sets
 
 T_REF_S = 100.0  # time scale of the lithiation residual (conditioning only)
@@ -146,6 +146,11 @@ class CellProblem:
         self.d_C = self._distance_to_carbon(mesh)
         self._build_forms(mesh)
         self._solver_factory = solver_factory
+        # the owned, solved lithiation dofs in the local array (the Newton step map's domain)
+        _, to_parent = self.spaces.collapsed[X]
+        owned = V.dofmap.index_map.size_local * V.dofmap.index_map_bs
+        x_dofs = to_parent[self.spaces.active[X]]
+        self._x_owned_dofs = x_dofs[x_dofs < owned]
         self.solver = self.new_solver()
         self._set_initial_state(case.conditions.initial_lithiation)
 
@@ -155,6 +160,8 @@ class CellProblem:
         solver = self._solver_factory(self.F_form, self.J_form, self.u, self.bcs, self.comm)
         if hasattr(solver, "set_field_splits"):
             solver.set_field_splits(field_index_sets(self.spaces))
+        if hasattr(solver, "set_step_map") and self.case.solver.lithiation_update == "logit":
+            solver.set_step_map(self._x_owned_dofs, logit_step)
         return solver
 
     # --- set-up -------------------------------------------------------------------------

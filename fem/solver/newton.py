@@ -115,6 +115,17 @@ class NewtonSolver:
         comm = self.snes.getComm()
         pc.setFieldSplitIS(*[(name, PETSc.IS().createGeneral(idx, comm=comm)) for name, idx in splits.items()])
 
+    def set_step_map(self, dofs, step) -> None:
+        """Newton steps on the owned local dofs go through step(u, du) -> du' (a change of the
+        coordinate the step is taken in, e.g. fem.physics.materials.logit_step) before the
+        line search; du is the Newton change of u (PETSc's direction y is -du)."""
+        def precheck(x, y, *args):
+            u, minus_du = x.array_r, y.array
+            minus_du[dofs] = -step(u[dofs], -minus_du[dofs])
+            return True
+
+        self.snes.setLineSearchPreCheck(precheck)
+
     def _converged(self, snes, it, norms):
         """Converged only on the residual: max |F| <= atol, or ||F|| <= rtol ||F0|| with
         max |F| <= 100 atol.
