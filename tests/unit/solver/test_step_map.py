@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from fem.case import Case
-from fem.physics.materials import (OCV, from_logit_coordinate, logit_coordinate, logit_derivative,
-                                   logit_step)
+from fem.physics.materials import OCV, from_logit_coordinate, logit_coordinate, logit_derivative, logit_step
 
 X = np.array([-1e-3, -1e-6, 0.0, 5e-6, 1e-5, 1e-3, 0.3, 0.5, 0.99, 1 - 1e-5, 1 - 2e-6, 1.0, 1.0004])
 
