@@ -132,6 +132,14 @@ def subspace_cell_dofs(V, i: int) -> np.ndarray:
     return dm.list.array.reshape(-1, dm.dof_layout.num_dofs * dm.bs).astype(np.int32)
 
 
+def vertex_expression(expr, mesh):
+    """A compiled UFL expression evaluated at the vertices of the reference cell: its
+    eval(cells) gives (len(cells), vertices per cell) values in the vertex order of P1 dofs."""
+    tdim = mesh.topology.dim
+    points = np.vstack([np.zeros(tdim), np.eye(tdim)])
+    return fem.Expression(expr, points)
+
+
 def num_sub_spaces(V) -> int:
     return V.num_sub_spaces
 

@@ -87,6 +87,32 @@ def removal_current(i, delta_nm, k_ox, c_L: float, F: float):
     return i_pos * i_max / (i_pos + positive(i_max) + I_EPS_A_M2)
 
 
+def local_thickness_nm(i, delta_n_nm, inv_dt, psi, k_ox, c_L: float, F: float):
+    """The root delta >= 0 of the thickness law at one vertex for a given i (numpy):
+        2 F c_L (delta - delta_n)/dt = psi [-i]+ - i_L(i, delta)
+    On discharge (i <= 0) it is explicit; on charge a(delta - delta_n)(i + b delta + eps) +
+    i b delta = 0 (a = 2 F c_L/dt, b = 2 F c_L k_ox) is a quadratic with one root >= 0.
+
+    Newton's start: from a predicted delta of 0 (a layer extrapolated through 0 in the step it
+    is used up) the iterates crept up to this root from below, 7 iterations for a vertex that
+    kept 0.6 nm of 16 nm (concave law, anchor cell's charge)."""
+    i, delta_n = np.asarray(i, dtype=float), np.asarray(delta_n_nm, dtype=float)
+    a = 2.0 * F * c_L * NM * inv_dt
+    b = 2.0 * F * c_L * NM * k_ox
+    i_pos = np.maximum(i, 0.0)
+    growth = delta_n + psi * np.maximum(-i, 0.0) / a
+    if b == 0.0:
+        return np.where(i_pos > 0.0, delta_n, growth)
+    c0 = i_pos + I_EPS_A_M2
+    B = a * c0 + i_pos * b - a * b * delta_n
+    AC = a * b * a * delta_n * c0
+    root_disc = np.sqrt(B * B + 4.0 * AC)
+    # the stable form of the positive root for either sign of B
+    root = np.where(B > 0.0, 2.0 * a * delta_n * c0 / np.where(B > 0.0, B + root_disc, 1.0),
+                    (root_disc - B) / (2.0 * a * b))
+    return np.where(i_pos > 0.0, root, growth)
+
+
 class ProductLayer:
     """LAYER_SPEC's API: delta_dead_nm (slow variable), mean_live_nm(), isolate(k_iso).
 

@@ -316,6 +316,15 @@ class CellProblem:
             self._delta_dofs = to_parent[self.spaces.active[DELTA]]
             self.layer = layer.ProductLayer(self, self.delta_dead, self._delta_dofs,
                                             self._functionals["int_delta"], self.area_interface_um)
+            # i at the delta dofs' vertices (one cell each): Newton's start of delta (solve)
+            table = compat.subspace_cell_dofs(V, DELTA)
+            dofs, first = np.unique(table.ravel(), return_index=True)
+            where = first[np.searchsorted(dofs, self._delta_dofs)]
+            cells, vertex = np.divmod(where, table.shape[1])
+            cells, inverse = np.unique(cells, return_inverse=True)
+            self._delta_cells = cells.astype(np.int32)
+            self._delta_at = (inverse, vertex)
+            self._i_at_vertices = compat.vertex_expression(i_bv, mesh)
 
     def _integral(self, name) -> float:
         return compat.assemble_scalar(self._functionals[name], self.comm)
@@ -386,6 +395,8 @@ class CellProblem:
                     best, smallest = guess, residual
             predicted = best is not None
             u[:] = best if predicted else u_n
+        if self.layer is not None:
+            self._start_thickness()
         converged, iterations = self.solver.solve()
         if not converged and predicted:
             # a poor prediction near a steep end: start again from the accepted state
@@ -395,6 +406,16 @@ class CellProblem:
         if not converged:
             u[:] = u_n
         return converged, iterations
+
+    def _start_thickness(self):
+        """delta of Newton's start: at each vertex the root of its thickness law for the i of
+        the start's other fields (fem.physics.layer.local_thickness_nm)."""
+        inverse, vertex = self._delta_at
+        i = self._i_at_vertices.eval(self._delta_cells)[inverse, vertex]
+        pl = self.layer_config
+        self.u.x.array[self._delta_dofs] = layer.local_thickness_nm(
+            i, self.u_n.x.array[self._delta_dofs], float(self.inv_dt.value), float(self.psi.value),
+            float(self.k_ox.value), pl.c_L_mol_m3, F)
 
     def _extrapolations(self, dt_s: float):
         """Linear, then quadratic (Lagrange through the last three accepted states) guesses."""

@@ -240,3 +240,36 @@ def test_newton_on_a_vertex_delta_equation_on_charge_converges_from_the_accepted
                 d, iterations = d - float(g) / float(ufl.diff(g, v)), iterations + 1
             assert iterations <= 8, (delta_n, dt, d)
             assert 0.0 < d < delta_n
+
+
+@pytest.mark.parametrize("i_app", [I_APP, -I_APP])
+def test_newtons_start_of_delta_is_the_root_of_each_vertex_law(i_app):
+    """fem.physics.layer.local_thickness_nm (numpy) against the delta rows of the assembled
+    residual (UFL): after CellProblem._start_thickness they vanish at every vertex, on
+    discharge (explicit growth) and on charge (the quadratic, a layer partly used up)."""
+    from fem import compat
+
+    problem = problem_for(layer_case(x0=0.5, enabled=True, psi=0.3, sigma_L_S_m=1e-6), k_ox_ref_per_s=0.05)
+    steps(problem, I_APP, 3, dt=60.0)  # a layer to convert
+    problem.set_current(i_app)
+    problem.dt.value = 30.0
+    solver = problem.solver
+    _, to_parent = problem.spaces.collapsed[DELTA]
+    rows = to_parent[problem.spaces.active[DELTA]]
+    rows = rows[rows < len(solver.b.array)]
+
+    def delta_rows():
+        problem.u.vector.copy(solver.x)
+        compat.assemble_residual(solver.b, problem.F_form, problem.bcs, solver.x)
+        return np.abs(solver.b.array[rows]).max()
+
+    # the solved step with delta put back to the accepted thickness: only the delta rows are off
+    problem.u.x.array[:] = problem.u_n.x.array
+    assert problem.solver.solve()[0]
+    problem.u.x.array[rows] = problem.u_n.x.array[rows]
+    before = delta_rows()
+    problem._start_thickness()
+    after = delta_rows()
+    assert before > 1e-6
+    assert after < 1e-9 * before + 1e-13
+    assert live_delta(problem).min() >= 0.0
