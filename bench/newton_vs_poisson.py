@@ -12,6 +12,7 @@ absolute times.
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -67,6 +68,9 @@ def main():
     ap.add_argument("--petsc", nargs="*", default=[], metavar="KEY=VALUE",
                     help="PETSc options added to the preset's (e.g. ksp_rtol=1e-6)")
     ap.add_argument("--tag", default="", help="suffix of the JSON file (a variant being compared)")
+    ap.add_argument("--repeat", type=int, default=REPEAT, help="best of this many (default %(default)s)")
+    ap.add_argument("--time-steps", type=int, default=REPEAT,
+                    help="time steps of 10 s measured after the iteration (0: none; default %(default)s)")
     args = ap.parse_args()
     path = args.mesh
     cell = load_mesh(path, comm)
@@ -82,27 +86,45 @@ def main():
     ksp.setOperators(solver.A)
     krylov = []
 
+    parts = {"residual": [], "jacobian": [], "linear_solve": []}
+
     def newton_iteration():
         # one residual + Jacobian assembly and one linear solve (a new factorisation or set-up)
         x = problem.u.vector
+        t0 = time.perf_counter()
         compat.assemble_residual(solver.b, problem.F_form, problem.bcs, x)
+        t1 = time.perf_counter()
         compat.assemble_jacobian(solver.A, problem.J_form, problem.bcs)
+        t2 = time.perf_counter()
         ksp.setOperators(solver.A)
         ksp.solve(solver.b, solver.x)
+        t3 = time.perf_counter()
         krylov.append(ksp.getIterationNumber())
+        for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
+            parts[key].append(dt)
 
     poisson, poisson_dofs = poisson_solver(cell.mesh)
-    t_newton = best_of(newton_iteration)
-    t_poisson = best_of(poisson.solve)
+    t_newton = best_of(newton_iteration, args.repeat)
+    t_poisson = best_of(poisson.solve, args.repeat)
+    # the parts of the best iteration, each / the Poisson solve (printed at once: on 1e6 cells
+    # the time steps below take long)
+    best = min(range(len(krylov)), key=lambda k: sum(parts[p][k] for p in parts))
+    breakdown = {f"{key}_over_poisson_solve": parts[key][best] / t_poisson for key in parts}
+    if comm.rank == 0:
+        print(f"newton_iteration_over_poisson_solve {t_newton / t_poisson:.3g} "
+              f"({', '.join(f'{k} {v:.3g}' for k, v in breakdown.items())}; Poisson solve {t_poisson:.3g} s)",
+              flush=True)
     # time steps along a discharge, after the first (the current switch-on costs more)
-    problem.solve(1.0)
-    problem.accept()
-
-    def time_step():
-        problem.solve(10.0)
+    t_step = float("nan")
+    if args.time_steps:
+        problem.solve(1.0)
         problem.accept()
 
-    t_step = best_of(time_step)
+        def time_step():
+            problem.solve(10.0)
+            problem.accept()
+
+        t_step = best_of(time_step, args.time_steps)
     dofs, dofs_total = dof_counts(problem.spaces, comm)  # solved for (pinned dofs excluded), all
     result = {
         "mesh": str(path), "linear_solver": args.linear_solver, "petsc_options": case.solver.petsc_options,
@@ -113,6 +135,10 @@ def main():
         "poisson_dofs": poisson_dofs,
         "newton_iteration_over_poisson_solve": t_newton / t_poisson,
         "newton_iteration_over_poisson_solve_per_dof": (t_newton / dofs) / (t_poisson / poisson_dofs),
+        **breakdown, "poisson_solve_s": t_poisson, "krylov_iterations_all": krylov,
+        # the process's peak resident memory (mesh, forms, both solvers), per solved coupled dof
+        "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_bytes_per_solved_dof": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / dofs,
         "time_step_over_newton_iteration": t_step / t_newton,
     }
     if comm.rank == 0:
