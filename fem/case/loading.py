@@ -212,8 +212,9 @@ def _range_errors(case: Case) -> list[str]:
              "a PETSc option name without '-' (letters, digits, '_') set to a string, number or boolean")
     need("solver.linear_solver", s.linear_solver, s.linear_solver in ("auto", "direct", "iterative", "fieldsplit"),
          "'auto', 'direct', 'iterative' or 'fieldsplit'")
-    need("solver.lithiation_update", s.lithiation_update, s.lithiation_update in ("logit", "linear"),
-         "'logit' or 'linear'")
+    need("solver.lithiation_update", s.lithiation_update, s.lithiation_update in ("auto", "logit", "linear"),
+         "'auto', 'logit' or 'linear'")
+    need("solver.layer_update", s.layer_update, s.layer_update in ("root", "newton"), "'root' or 'newton'")
     need("output.progress", o.progress, o.progress in ("auto", "on", "off"), "'auto', 'on' or 'off'")
     need("output.fields_every_s", o.fields_every_s, o.fields_every_s >= 0, ">= 0 (0: end of every step)")
     _catalyst_errors(case, errors)

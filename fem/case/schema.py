@@ -223,8 +223,12 @@ class SolverConfig:
     linear_solver: str = "direct"
     # how a Newton step moves the lithiation x: "logit" moves it in psi = ln(x/(1-x)) (the
     # coordinate in which U(x)'s end terms are linear, fem/physics/materials.py) wherever that
-    # step is the shorter one, i.e. towards x = 0 or 1; "linear" is plain Newton
-    lithiation_update: str = "logit"
+    # step is the shorter one, i.e. towards x = 0 or 1; "linear" is plain Newton; "auto": logit
+    # with the product layer, linear without (fem/physics/problem.py says why)
+    lithiation_update: str = "auto"
+    # with the product layer: "root" sets its thickness at every Newton iterate to the root of
+    # each vertex's law for the iterate's other fields (fem/physics/layer.py); "newton": plain
+    layer_update: str = "root"
     # PETSc options of the Newton solver (SNES) and its linear solver (KSP/PC), without the
     # leading '-', e.g. {ksp_type = "gmres", pc_type = "hypre"}: they override the preset
     petsc_options: dict = field(default_factory=dict)

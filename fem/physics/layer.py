@@ -93,9 +93,17 @@ def local_thickness_nm(i, delta_n_nm, inv_dt, psi, k_ox, c_L: float, F: float):
     On discharge (i <= 0) it is explicit; on charge a(delta - delta_n)(i + b delta + eps) +
     i b delta = 0 (a = 2 F c_L/dt, b = 2 F c_L k_ox) is a quadratic with one root >= 0.
 
-    Newton's start: from a predicted delta of 0 (a layer extrapolated through 0 in the step it
-    is used up) the iterates crept up to this root from below, 7 iterations for a vertex that
-    kept 0.6 nm of 16 nm (concave law, anchor cell's charge)."""
+    Newton's start and its full steps put delta there (CellProblem._map_step): from a predicted
+    delta of 0 (a layer extrapolated through 0 in the step it is used up) the iterates crept up
+    to this root from below, 7 iterations for a vertex that kept 0.6 nm of 16 nm (concave law,
+    anchor cell's charge)."""
+    # a diverging iterate's i can be inf (Butler-Volmer overflows): its delta is then NaN like the
+    # rest of that iterate, whose residual fails the Newton solve anyway
+    with np.errstate(all="ignore"):
+        return _thickness_root(i, delta_n_nm, inv_dt, psi, k_ox, c_L, F)
+
+
+def _thickness_root(i, delta_n_nm, inv_dt, psi, k_ox, c_L, F):
     i, delta_n = np.asarray(i, dtype=float), np.asarray(delta_n_nm, dtype=float)
     a = 2.0 * F * c_L * NM * inv_dt
     b = 2.0 * F * c_L * NM * k_ox
@@ -105,10 +113,11 @@ def local_thickness_nm(i, delta_n_nm, inv_dt, psi, k_ox, c_L: float, F: float):
         return np.where(i_pos > 0.0, delta_n, growth)
     c0 = i_pos + I_EPS_A_M2
     B = a * c0 + i_pos * b - a * b * delta_n
-    AC = a * b * a * delta_n * c0
-    root_disc = np.sqrt(B * B + 4.0 * AC)
+    # sqrt(B^2 + 4 A C) with A = a b, C = a delta_n c0, without overflow for a wild iterate's i
+    root_disc = np.hypot(B, 2.0 * a * np.sqrt(b * delta_n * c0))
     # the stable form of the positive root for either sign of B
-    root = np.where(B > 0.0, 2.0 * a * delta_n * c0 / np.where(B > 0.0, B + root_disc, 1.0),
+    positive_B = B > 0.0
+    root = np.where(positive_B, 2.0 * a * delta_n * c0 / np.where(positive_B, B + root_disc, 1.0),
                     (root_disc - B) / (2.0 * a * b))
     return np.where(i_pos > 0.0, root, growth)
 

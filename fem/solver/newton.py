@@ -115,13 +115,20 @@ class NewtonSolver:
         comm = self.snes.getComm()
         pc.setFieldSplitIS(*[(name, PETSc.IS().createGeneral(idx, comm=comm)) for name, idx in splits.items()])
 
-    def set_step_map(self, dofs, step) -> None:
-        """Newton steps on the owned local dofs go through step(u, du) -> du' (a change of the
-        coordinate the step is taken in, e.g. fem.physics.materials.logit_step) before the
-        line search; du is the Newton change of u (PETSc's direction y is -du)."""
+    @property
+    def full_steps(self) -> bool:
+        """True while the first try (full steps, the basic line search) runs: a step map that
+        sets fields from the others is exact for that step only, not for the fallback's."""
+        return self._first_try
+
+    def set_step_map(self, step) -> None:
+        """Newton steps go through step(u, du) -> du' (owned local arrays) before the line
+        search: a change of the coordinate a field is stepped in, or fields set from the others
+        (fem.physics.problem.CellProblem._map_step); du is the Newton change of u (PETSc's
+        direction y is -du)."""
         def precheck(x, y, *args):
-            u, minus_du = x.array_r, y.array
-            minus_du[dofs] = -step(u[dofs], -minus_du[dofs])
+            minus_du = y.array
+            minus_du[:] = -step(x.array_r, -minus_du)
             return True
 
         self.snes.setLineSearchPreCheck(precheck)
