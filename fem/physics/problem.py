@@ -328,6 +328,7 @@ class CellProblem:
             cells, vertex = np.divmod(where, table.shape[1])
             cells, inverse = np.unique(cells, return_inverse=True)
             self._delta_cells = cells.astype(np.int32)
+            self._delta_vertices_per_cell = table.shape[1]
             self._delta_at = (inverse, vertex)
             self._i_at_vertices = compat.vertex_expression(i_bv, mesh)
             owned = V.dofmap.index_map.size_local * V.dofmap.index_map_bs
@@ -418,11 +419,18 @@ class CellProblem:
         """delta of u: at each vertex the root of its thickness law for the i of u's other
         fields (fem.physics.layer.local_thickness_nm; i does not depend on delta)."""
         inverse, vertex = self._delta_at
-        i = self._i_at_vertices.eval(self._delta_cells)[inverse, vertex]
+        values = np.zeros((len(self._delta_cells), self._delta_vertices_per_cell))
+        self._i_at_vertices.eval(self._delta_cells, values)
+        i = values[inverse, vertex]
         pl = self.layer_config
-        self.u.x.array[self._delta_dofs] = layer.local_thickness_nm(
+        root = layer.local_thickness_nm(
             i, self.u_n.x.array[self._delta_dofs], float(self.inv_dt.value), float(self.psi.value),
             float(self.k_ox.value), pl.c_L_mol_m3, F)
+        # a wild iterate (Butler-Volmer overflowing, i = inf) keeps its own delta: a NaN put in
+        # here reached the LU factorisation, and on 2 ranks MUMPS then failed at random later
+        # (a 2-rank test failed 1 run in 3)
+        d = self.u.x.array[self._delta_dofs]
+        self.u.x.array[self._delta_dofs] = np.where(np.isfinite(root), root, d)
 
     def _map_step(self, u, du):
         """Newton's step du from u (owned local arrays): the lithiation's in the logit
