@@ -152,41 +152,65 @@ def bc_dof_marker(V, bcs) -> np.ndarray:
     return marker
 
 
-def duplicate_pattern(A) -> PETSc.Mat:
-    """A matrix with A's layout and non-zero pattern (zeros), dropping new insertions too."""
-    B = A.duplicate(copy=False)
-    B.setLGMap(*A.getLGMap())
-    B.setOption(PETSc.Mat.Option.NEW_NONZERO_LOCATIONS, False)
-    return B
+def _fix_pattern(A) -> None:
+    """Insertions outside A's pattern are dropped, and zeros are not looked up at all: the
+    assembler adds every entry of a mixed element's matrix, most of them structurally zero,
+    and PETSc otherwise searches the row for each (off the diagonal; the diagonal always)."""
+    A.setOption(PETSc.Mat.Option.NEW_NONZERO_LOCATIONS, False)
+    A.setOption(PETSc.Mat.Option.IGNORE_ZERO_ENTRIES, True)
 
 
-def matrix_from_pattern(V, insert_blocks, rows_diagonal: np.ndarray) -> PETSc.Mat:
-    """An AIJ matrix on V x V holding only the given entries (zeros): insert_blocks(insert)
-    calls insert(rows, cols) with local dof arrays (dense blocks), rows_diagonal gets its
-    diagonal. Later insertions outside the pattern are dropped (MAT_NEW_NONZERO_LOCATIONS
-    false): PETSc's preallocation alone fixes no pattern, so the entries are set here."""
-    from dolfinx.cpp.la import SparsityPattern
+def owned_rows_pattern(V, local) -> tuple[np.ndarray, np.ndarray]:
+    """The pattern of V's owned rows in global column indices, sorted within each row, as CSR
+    arrays (row offsets, columns), from a scipy CSR pattern over V's local dofs (owned and
+    ghost rows and columns): a ghost row's entries go to the rank that owns the row."""
+    import scipy.sparse as sp
+    from mpi4py import MPI
 
     comm = V.mesh.comm
-    im, bs = V.dofmap.index_map, V.dofmap.index_map_bs
-    if bs != 1:
+    im = V.dofmap.index_map
+    if V.dofmap.index_map_bs != 1:
         raise NotImplementedError("a pruned sparsity needs a space with index map block size 1")
-    pattern = SparsityPattern(comm, [im, im], [bs, bs])
-    insert_blocks(pattern.insert)
-    pattern.insert_diagonal(np.asarray(rows_diagonal, dtype=np.int32))
-    pattern.assemble()
-    graph = pattern.graph
     n, N = im.size_local, im.size_global
-    offsets = np.asarray(graph.offsets, dtype=np.int64)[:n + 1]  # the owned rows
-    local_cols = np.asarray(graph.array, dtype=np.int32)[:offsets[-1]]
-    cols = pattern.column_index_map().local_to_global(local_cols)
-    rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    cols = cols[np.lexsort((cols, rows))].astype(PETSc.IntType)  # sorted within each row
-    A = PETSc.Mat().createAIJ(((n, N), (n, N)), csr=(offsets.astype(PETSc.IntType), cols), comm=comm)
+    local_to_global = im.local_to_global(np.arange(n + im.num_ghosts, dtype=np.int32)).astype(PETSc.IntType)
+    local = local.tocsr()
+    local.sum_duplicates()  # sorted, unique columns in each row
+    mine = local[:n]
+    owned = sp.csr_matrix((mine.data, local_to_global[mine.indices], mine.indptr), shape=(n, N))
+    del mine
+    if comm.size > 1:  # entries of ghost rows, (global row, global column), to their owners
+        owned.has_sorted_indices = False  # ghost columns map to any global index
+        owned.sort_indices()
+        ghost = local[n:].tocoo()
+        owner = np.asarray(im.owners, dtype=np.int64)[ghost.row]
+        order = np.argsort(owner, kind="stable")
+        send = np.stack([local_to_global[ghost.row + n], local_to_global[ghost.col]]).astype(np.int64)[:, order]
+        counts = [int(c) for c in np.bincount(owner, minlength=comm.size)]
+        recv_counts = comm.alltoall(counts)
+        received = np.empty((2, sum(recv_counts)), dtype=np.int64)
+        for k in range(2):
+            comm.Alltoallv([np.ascontiguousarray(send[k]), (counts, None), MPI.INT64_T],
+                           [received[k], (recv_counts, None), MPI.INT64_T])
+        start = im.local_range[0]
+        owned = owned + sp.csr_matrix((np.ones(received.shape[1], dtype=bool),
+                                       (received[0] - start, received[1])), shape=(n, N))
+        owned.sum_duplicates()
+    return owned.indptr.astype(PETSc.IntType, copy=False), owned.indices.astype(PETSc.IntType, copy=False)
+
+
+def matrix_from_pattern(V, offsets: np.ndarray, columns: np.ndarray) -> PETSc.Mat:
+    """An AIJ matrix on V x V holding only the entries of the owned-row CSR pattern (zeros,
+    global columns sorted within rows; owned_rows_pattern gives it). Later insertions outside
+    the pattern are dropped (MAT_NEW_NONZERO_LOCATIONS false): PETSc's preallocation alone
+    fixes no pattern, so the entries are set here."""
+    comm = V.mesh.comm
+    im = V.dofmap.index_map
+    n, N = im.size_local, im.size_global
+    A = PETSc.Mat().createAIJ(((n, N), (n, N)), csr=(offsets, columns), comm=comm)
     local_to_global = im.local_to_global(np.arange(im.size_local + im.num_ghosts, dtype=np.int32))
     lgmap = PETSc.LGMap().create(local_to_global.astype(PETSc.IntType), comm=comm)
     A.setLGMap(lgmap, lgmap)
-    A.setOption(PETSc.Mat.Option.NEW_NONZERO_LOCATIONS, False)
+    _fix_pattern(A)
     return A
 
 
