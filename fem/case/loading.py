@@ -215,6 +215,7 @@ def _range_errors(case: Case) -> list[str]:
     need("solver.lithiation_update", s.lithiation_update, s.lithiation_update in ("auto", "logit", "linear"),
          "'auto', 'logit' or 'linear'")
     need("solver.layer_update", s.layer_update, s.layer_update in ("root", "newton"), "'root' or 'newton'")
+    need("solver.switch_start", s.switch_start, s.switch_start in ("level", "none"), "'level' or 'none'")
     need("output.progress", o.progress, o.progress in ("auto", "on", "off"), "'auto', 'on' or 'off'")
     need("output.fields_every_s", o.fields_every_s, o.fields_every_s >= 0, ">= 0 (0: end of every step)")
     _catalyst_errors(case, errors)

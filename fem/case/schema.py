@@ -229,6 +229,9 @@ class SolverConfig:
     # with the product layer: "root" sets its thickness at every Newton iterate to the root of
     # each vertex's law for the iterate's other fields (fem/physics/layer.py); "newton": plain
     layer_update: str = "root"
+    # Newton's start in the first step after a current switch: "level" shifts phi_e by the
+    # constant that balances the applied current over the interfaces; "none": the old state
+    switch_start: str = "level"
     # PETSc options of the Newton solver (SNES) and its linear solver (KSP/PC), without the
     # leading '-', e.g. {ksp_type = "gmres", pc_type = "hypre"}: they override the preset
     petsc_options: dict = field(default_factory=dict)
