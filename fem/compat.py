@@ -214,6 +214,25 @@ def matrix_from_pattern(V, offsets: np.ndarray, columns: np.ndarray) -> PETSc.Ma
     return A
 
 
+def row_magnitudes(A, x) -> np.ndarray:
+    """(|A| |x|) on A's owned rows (x a PETSc vector): the size of the terms that cancel in
+    each row of A x. A's values are swapped for their absolute values for one product and
+    then put back (a copy of the values, not of the matrix: the columns of a rank's rows reach
+    dofs that are not even its ghosts)."""
+    ai, aj, av = A.getValuesCSR()
+    A.setValuesCSR(ai, aj, np.abs(av))
+    A.assemble()
+    magnitude, state = A.createVecLeft(), x.copy()
+    state.abs()
+    A.mult(state, magnitude)
+    A.setValuesCSR(ai, aj, av)
+    A.assemble()
+    out = magnitude.array_r.copy()
+    magnitude.destroy()
+    state.destroy()
+    return out
+
+
 def set_bc_values(x, bcs) -> None:
     """x = g on the Dirichlet dofs."""
     fem_petsc.set_bc(x, bcs)

@@ -88,8 +88,9 @@ def pruned_jacobian_matrix(J_form, bcs=()):
 def _local_pattern(J_form, V, bcs):
     """The couplings over V's local dofs (owned and ghost) as a scipy CSR matrix, the owned
     diagonal included: for each integral and field pair, (cell-to-row dofs)^T (cell-to-column
-    dofs), boolean (a sum is an or: counts could cancel to zeros that scipy drops). Vectorised: DOLFINx's SparsityPattern, fed cell by cell, held every inserted entry
-    with its repeats and peaked at about 1 GB more on 10^6 tets."""
+    dofs), boolean (a sum is an or: counts could cancel to zeros that scipy drops).
+    Vectorised: DOLFINx's SparsityPattern, fed cell by cell, held every inserted entry with
+    its repeats and peaked at about 1 GB more on 10^6 tets."""
     import scipy.sparse as sp
 
     n = V.dofmap.index_map.size_local + V.dofmap.index_map.num_ghosts
