@@ -217,7 +217,7 @@ class SolverConfig:
     newton_rtol: float = 1e-9
     newton_atol: float = 1e-8  # max |residual entry|, above its roundoff floor (~1e-9)
     # "direct" (MUMPS LU), "iterative" (GMRES + BoomerAMG on the whole system), "fieldsplit"
-    # (FGMRES + a block preconditioner: BoomerAMG per potential, SOR on the lithiation) or
+    # (GMRES + a block preconditioner: BoomerAMG per potential, SOR on the lithiation) or
     # "auto": fieldsplit from AUTO_FIELDSPLIT_DOFS dofs on (fem/solver/newton.py), else direct.
     # Not the default: a 3D quickstart discharge with fieldsplit failed near its cut-off
     linear_solver: str = "direct"
