@@ -76,6 +76,11 @@ FALLBACK_LINESEARCH = "l2"
 # steps that had not converged after a few iterations did not within the limit of 25 either,
 # and every such step cost 25 iterations before the fallback converged in 8-15
 FIRST_TRY_MAX_IT = 8
+# ... and ends once its 2-norm exceeds this many times the start's: near a cut-off a full step
+# that overshoots x into U's tail (max |F| 0.2 -> 1e16..1e40) only creeps back by a factor e an
+# iteration, and the 8 iterations were lost (one cycle, newton_steps: 3D quickstart 668 -> 605
+# iterations, anchor 397 -> 389, 2D quickstart 712 either way; a factor 1 cost 761/517 there)
+FIRST_TRY_DTOL = 10.0
 
 
 def petsc_options(config: SolverConfig, n_dofs: int = 0) -> dict:
@@ -176,6 +181,8 @@ class NewtonSolver:
             return PETSc.SNES.ConvergedReason.CONVERGED_FNORM_RELATIVE
         if it > 0 and fmax <= ROUNDING_CHECK * self.atol and self._within_rounding_floor():
             return PETSc.SNES.ConvergedReason.CONVERGED_FNORM_ABS
+        if self._first_try and it > 0 and fnorm > FIRST_TRY_DTOL * self._f0:
+            return PETSc.SNES.ConvergedReason.DIVERGED_DTOL
         if it >= (FIRST_TRY_MAX_IT if self._first_try else self.max_it):
             return PETSc.SNES.ConvergedReason.DIVERGED_MAX_IT
         return PETSc.SNES.ConvergedReason.ITERATING

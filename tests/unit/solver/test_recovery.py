@@ -68,3 +68,21 @@ def test_solvers_with_the_same_options_share_their_petsc_options():
     assert any(k.startswith(prefix) for k in PETSc.Options().getAll())
     own.destroy()
     assert not any(k.startswith(prefix) for k in PETSc.Options().getAll())
+
+
+def test_a_full_step_try_that_blows_up_ends_at_once_and_only_the_first_try_does():
+    """The first (full-step) try ends when ||F|| exceeds FIRST_TRY_DTOL ||F0||; a growing
+    residual in the fallback, and in a first try below that factor, iterates on."""
+    from fem.solver import newton
+
+    solver = problem_for("direct").solver
+    solver.b.set(1.0)  # max |F| = 1 > atol: no convergence test passes
+    iterating, diverged = PETSc.SNES.ConvergedReason.ITERATING, PETSc.SNES.ConvergedReason.DIVERGED_DTOL
+    grown = 1.01 * newton.FIRST_TRY_DTOL
+    for first_try, expected in ((True, diverged), (False, iterating)):
+        solver._first_try = first_try
+        assert solver._converged(solver.snes, 0, (0.0, 0.0, 1.0)) == iterating
+        assert solver._converged(solver.snes, 1, (0.0, 0.0, grown)) == expected
+    solver._first_try = True
+    assert solver._converged(solver.snes, 0, (0.0, 0.0, 1.0)) == iterating
+    assert solver._converged(solver.snes, 1, (0.0, 0.0, 0.99 * newton.FIRST_TRY_DTOL)) == iterating
