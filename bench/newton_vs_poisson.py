@@ -133,6 +133,7 @@ def main():
 
         t_step = best_of(time_step, args.time_steps)
     dofs, dofs_total = dof_counts(problem.spaces, comm)  # solved for (pinned dofs excluded), all
+    peak_kB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {
         "mesh": str(path), "linear_solver": args.linear_solver, "petsc_options": case.solver.petsc_options,
         "krylov_iterations": krylov[-1],
@@ -147,9 +148,10 @@ def main():
         "poisson_default_amg_krylov_iterations": poisson_default.solver.getIterationNumber(),
         "newton_iteration_s": t_newton, "poisson_solve_default_amg_s": t_poisson_default,
         **breakdown, "poisson_solve_s": t_poisson, "krylov_iterations_all": krylov,
-        # the process's peak resident memory (mesh, forms, both solvers), per solved coupled dof
-        "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_bytes_per_solved_dof": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / dofs,
+        # peak resident memory (mesh, forms, both solvers): the largest rank's, and the sum over
+        # the ranks per solved coupled dof (a rank's own peak over all dofs would flatter N ranks)
+        "peak_rss_MB": comm.allreduce(peak_kB, op=MPI.MAX) / 1024,
+        "peak_bytes_per_solved_dof": comm.allreduce(peak_kB, op=MPI.SUM) * 1024 / dofs,
         "time_step_over_newton_iteration": t_step / t_newton,
     }
     if comm.rank == 0:
