@@ -77,9 +77,8 @@ FALLBACK_LINESEARCH = "l2"
 # and every such step cost 25 iterations before the fallback converged in 8-15
 FIRST_TRY_MAX_IT = 8
 # ... and ends once its 2-norm exceeds this many times the start's: near a cut-off a full step
-# that overshoots x into U's tail (max |F| 0.2 -> 1e16..1e40) only creeps back by a factor e an
-# iteration, and the 8 iterations were lost (one cycle, newton_steps: 3D quickstart 668 -> 605
-# iterations, anchor 397 -> 389, 2D quickstart 712 either way; a factor 1 cost 761/517 there)
+# that overshoots x into U's tail (max |F| 0.2 -> 1e16..1e40) creeps back only by a factor e an
+# iteration and rarely converges within them; a factor 1 also ends tries that would converge
 FIRST_TRY_DTOL = 10.0
 
 
