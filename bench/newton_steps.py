@@ -1,7 +1,8 @@
 """Newton work per accepted time step on one cycle of a case (default: the 2D quickstart and
 the long-step regime of cases/cu1ni1_pcn_1mA_2500cycles.toml, one cycle each, no jumping).
 
-    .venv/bin/python bench/newton_steps.py [CASE.toml ...] [--cycles 1] [--petsc KEY=VALUE ...] [--tag NAME]
+    .venv/bin/python bench/newton_steps.py [CASE.toml ...] [--cycles 1] [--petsc KEY=VALUE ...]
+        [--solver KEY=VALUE ...] [--tag NAME]
 
 Prints and writes results/bench/newton_steps[_TAG].json: accepted steps, Newton iterations
 per accepted step (failed tries included in the numerator), residual evaluations per accepted
@@ -32,9 +33,11 @@ OUT = ROOT / "results" / "bench"
 CASES = [ROOT / "cases" / "quickstart.toml", ROOT / "cases" / "cu1ni1_pcn_1mA_2500cycles.toml"]
 
 
-def measure(path: Path, cycles: int, petsc: dict) -> dict:
+def measure(path: Path, cycles: int, petsc: dict, solver: dict) -> dict:
     case = load_case(path)
     case.solver.petsc_options.update(petsc)
+    for key, value in solver.items():
+        setattr(case.solver, key, type(getattr(case.solver, key))(value))
     case.protocol.cycles = cycles
     case.long_cycling.jump = False
     case.long_cycling.activation_energy = False
@@ -45,7 +48,8 @@ def measure(path: Path, cycles: int, petsc: dict) -> dict:
         t0 = time.perf_counter()
         summary = run(case, Path(tmp))
         wall = time.perf_counter() - t0
-        rows = read_csv_rows(Path(tmp) / "timeseries.csv")
+        # a protocol step's first row records its start (dt 0, no solve): not a time step
+        rows = [r for r in read_csv_rows(Path(tmp) / "timeseries.csv") if float(r["dt_s"]) > 0.0]
     steps = len(rows)
     dts = [float(r["dt_s"]) for r in rows]
     by_step = {}
@@ -66,6 +70,7 @@ def measure(path: Path, cycles: int, petsc: dict) -> dict:
         "charge_capacity_mAh_gS": summary["charge_capacity_mAh_gS"],
         "charge_balance_max_error_mA_cm2": summary["charge_balance_max_error_mA_cm2"],
         "petsc_options": petsc,
+        "solver_options": solver,
         # iterations of the accepted tries by protocol step; the rest went into failed tries
         "failed_try_iterations": summary["newton_iterations"] - sum(b["iterations"] for b in by_step.values()),
         "by_protocol_step": by_step,
@@ -80,11 +85,14 @@ def main() -> None:
     ap.add_argument("--cycles", type=int, default=1)
     ap.add_argument("--petsc", nargs="*", default=[], metavar="KEY=VALUE",
                     help="PETSc options added to each case's [solver.petsc_options]")
+    ap.add_argument("--solver", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="[solver] keys set in each case (strings and numbers), e.g. phi_e_update=level")
     ap.add_argument("--tag", default="", help="suffix of the JSON file (a variant being compared)")
     args = ap.parse_args()
     results = []
     for path in args.cases:
-        row = measure(path.resolve(), args.cycles, dict(kv.split("=", 1) for kv in args.petsc))
+        row = measure(path.resolve(), args.cycles, dict(kv.split("=", 1) for kv in args.petsc),
+                      dict(kv.split("=", 1) for kv in args.solver))
         results.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "steps"}), flush=True)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -216,6 +216,7 @@ def _range_errors(case: Case) -> list[str]:
          "'auto', 'logit' or 'linear'")
     need("solver.layer_update", s.layer_update, s.layer_update in ("root", "newton"), "'root' or 'newton'")
     need("solver.switch_start", s.switch_start, s.switch_start in ("level", "none"), "'level' or 'none'")
+    need("solver.phi_e_update", s.phi_e_update, s.phi_e_update in ("level", "newton"), "'level' or 'newton'")
     need("output.progress", o.progress, o.progress in ("auto", "on", "off"), "'auto', 'on' or 'off'")
     need("output.fields_every_s", o.fields_every_s, o.fields_every_s >= 0, ">= 0 (0: end of every step)")
     _catalyst_errors(case, errors)

@@ -34,11 +34,18 @@ from fem.constants import A_M2_PER_MA_CM2, MG_CM2_PER_KG_M2, UM, F, R, kelvin
 from fem.mesh import CellMesh
 from fem.physics import kinetics, layer
 from fem.physics.materials import OCV, LithiationLaw, c_max_mol_m3, kappa_SE_S_m, logit_step
-from fem.physics.spaces import DELTA, ETA_L, PHI_E, PHI_S, X, build_spaces, field_index_sets
+from fem.physics.spaces import DELTA, ETA_L, PHI_E, PHI_S, X, anode_network_dofs, build_spaces, field_index_sets
 
 T_REF_S = 100.0  # time scale of the lithiation residual (conditioning only)
 UF_CM2 = 1e-2  # F/m2 per uF/cm2
 FACET_QUADRATURE_DEGREE = 4  # exp/ln terms: UFL would pick 7-13 (PLATFORM.md)
+NO_CARBON_DISTANCE_UM = 1e6  # d_C where no carbon is: exp(-d_C / l_cat) = 0 for any l_cat
+# the largest phi_e shift a Newton iterate's re-levelling looks for: a full step at a switch to
+# rest raised phi_e by 5.9 V where the answer was about 0.6 V (anchor cell)
+PHI_E_LEVEL_LIMIT_V = 10.0
+# ... and the smallest it applies: re-levelling by the 20-40 mV a Newton iterate misses at a
+# switch to rest fought the layer fields (2D quickstart, first rest: 54 -> 85 iterations)
+PHI_E_LEVEL_MIN_V = 0.3
 
 
 @dataclass
@@ -156,8 +163,9 @@ class CellProblem:
         owned = V.dofmap.index_map.size_local * V.dofmap.index_map_bs
         x_dofs = to_parent[self.spaces.active[X]]
         self._x_owned_dofs = x_dofs[x_dofs < owned]
-        _, to_parent = self.spaces.collapsed[PHI_E]
-        self._phi_e_dofs = to_parent[self.spaces.active[PHI_E]]  # local, ghosts included
+        # the phi_e the applied current levels (local, ghosts included), and its owned part
+        self._phi_e_dofs = anode_network_dofs(self.spaces, cell.cell_tags, cell.facet_tags)
+        self._phi_e_owned = self._phi_e_dofs[self._phi_e_dofs < owned]
         self.solver = self.new_solver()
         self._set_initial_state(case.conditions.initial_lithiation)
 
@@ -177,7 +185,10 @@ class CellProblem:
         """P1 field d_C (um) from the particle geometry, not from the mesh (MODEL.md section 4)."""
         W = compat.scalar_space(mesh)
         d = fem.Function(W)
-        d.x.array[:] = self.cell.packing.distance_to_carbon(compat.tabulate_dof_coordinates(W))
+        # without carbon the distance is +inf: capped, since a P1 field holding inf is NaN at
+        # every quadrature point (0 inf in the basis sum) and so is every reaction current
+        distance = self.cell.packing.distance_to_carbon(compat.tabulate_dof_coordinates(W))
+        d.x.array[:] = np.minimum(distance, NO_CARBON_DISTANCE_UM)
         return d
 
     def _build_forms(self, mesh):
@@ -422,14 +433,15 @@ class CellProblem:
             u[:] = u_n
         return converged, iterations
 
-    def _level_electrolyte(self) -> bool:
-        """Newton's start after a current switch: phi_e, where solved, shifted by the constant
-        that makes the interfaces carry the applied current (-integral of i + i_dl over S|SE
-        and C|SE = i_app A_anode; a scalar root, monotone in the shift). From the old state
-        the full Newton step linearises Butler-Volmer at the old overpotential and overshoots
-        by volts where i_app >> i0, and the iterates then crept back one thermal voltage an
-        iteration (cathode_3d switch-on: max |F| 362 -> 3.6e4, then / 2.7 per iteration).
-        False (u unchanged) if no shift within +-2 V balances the current."""
+    def _level_electrolyte(self, limit_V: float = 2.0, min_V: float = 0.0) -> bool:
+        """Shift phi_e on the anode's SE network by the constant that makes the interfaces
+        carry the applied current (-integral of i + i_dl over S|SE and C|SE = i_app A_anode; a
+        scalar root, monotone in the shift). Newton's start after a current switch: from the
+        old state the full Newton step linearises Butler-Volmer at the old overpotential and
+        overshoots by volts where i_app >> i0, and the iterates then crept back one thermal
+        voltage an iteration (cathode_3d switch-on: max |F| 362 -> 3.6e4, then / 2.7 per
+        iteration). False (u unchanged) if no shift within +-limit_V balances the current, or
+        if the shift is below min_V."""
         from scipy.optimize import brentq
 
         dofs = self._phi_e_dofs
@@ -442,17 +454,17 @@ class CellProblem:
             return -self._integral("int_i_total") - target
 
         e0 = excess(0.0)
-        if e0 == 0.0 or not np.isfinite(e0):
+        shift = None
+        if e0 != 0.0 and np.isfinite(e0):
+            step = -0.01 if e0 < 0 else 0.01  # e0 < 0: too little current, lower the shift
+            a, b = 0.0, step
+            while abs(b) <= limit_V and np.sign(excess(b)) == np.sign(e0):
+                a, b = b, 2.0 * b
+            if abs(b) <= limit_V:
+                shift = brentq(excess, min(a, b), max(a, b), xtol=1e-7)
+        if shift is None or abs(shift) < min_V:
             u[dofs] = start
             return False
-        step = -0.01 if e0 < 0 else 0.01  # e0 < 0: too little current, lower the shift
-        a, b = 0.0, step
-        while abs(b) <= 2.0 and np.sign(excess(b)) == np.sign(e0):
-            a, b = b, 2.0 * b
-        if abs(b) > 2.0:
-            u[dofs] = start
-            return False
-        shift = brentq(excess, min(a, b), max(a, b), xtol=1e-7)
         u[dofs] = start - shift
         return True
 
@@ -475,7 +487,9 @@ class CellProblem:
 
     def _map_step(self, u, du):
         """Newton's step du from u (owned local arrays): the lithiation's in the logit
-        coordinate (solver.lithiation_update); with the layer, delta at the root of each vertex's
+        coordinate (solver.lithiation_update); under current control with solver.phi_e_update =
+        "level", phi_e of the anode's network shifted to carry the current where the step misses
+        it by more than PHI_E_LEVEL_MIN_V (_level_electrolyte); with the layer, delta at the root of each vertex's
         law for the stepped other fields, in full steps only (in the l2 fallback's scaled steps it
         cost iterations). At rest the vertex currents change sign, where the law has its kinks
         ([i]+, [-i]+), and the delta rows converged last and slowly (anchor cell, final rest:
@@ -483,6 +497,13 @@ class CellProblem:
         x = self._x_owned_dofs
         if self.lithiation_update == "logit":
             du[x] = logit_step(u[x], du[x])
+        if self.case.solver.phi_e_update == "level" and self.is_galvanostatic:
+            owned = len(u)
+            self.u.x.array[:owned] = u + du
+            compat.scatter_forward(self.u)
+            self._level_electrolyte(limit_V=PHI_E_LEVEL_LIMIT_V, min_V=PHI_E_LEVEL_MIN_V)
+            e = self._phi_e_owned
+            du[e] = self.u.x.array[e] - u[e]
         if self.layer is not None and self.case.solver.layer_update == "root" and self.solver.full_steps:
             owned = len(u)
             self.u.x.array[:owned] = u + du

@@ -109,6 +109,17 @@ def anchored_dof_marker(Vi, cells: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         count = new
 
 
+def anode_network_dofs(spaces: Spaces, cell_tags, facet_tags) -> np.ndarray:
+    """The solved phi_e dofs (local indices of the mixed space, ghosts included) of the SE
+    network the anode touches: the dofs whose level the applied current sets. SE pockets that
+    touch only S|SE keep their own level (their interfaces carry no net current)."""
+    Vi, to_parent = spaces.collapsed[PHI_E]
+    fdim = Vi.mesh.topology.dim - 1
+    seeds = compat.facet_dofs(Vi, facet_tags.indices[facet_tags.values == tags.ANODE], fdim)
+    reached = anchored_dof_marker(Vi, cells_of(cell_tags, ACTIVE_PHASES[PHI_E]), seeds)
+    return to_parent[spaces.active[PHI_E] & reached]
+
+
 def build_spaces(mesh, cell_tags, facet_tags=None, layer: bool = False) -> Spaces:
     """The spaces, active dofs and pins; with facet_tags, floating networks are pinned too.
     layer: add the product layer's interface fields (needs facet_tags)."""
