@@ -460,7 +460,7 @@ class CellProblem:
             a, b = 0.0, step
             while abs(b) <= limit_V and np.sign(excess(b)) == np.sign(e0):
                 a, b = b, 2.0 * b
-            if abs(b) <= limit_V:
+            if min_V < abs(b) <= limit_V:  # else the root lies within |b| <= min_V: not applied
                 shift = brentq(excess, min(a, b), max(a, b), xtol=1e-7)
         if shift is None or abs(shift) < min_V:
             u[dofs] = start
