@@ -209,7 +209,9 @@ class SolverConfig:
     dt_initial_s: float = 1.0
     dt_min_s: float = 1e-3
     dt_max_s: float = 300.0
-    dV_target_V: float = 0.01  # voltage change per step the step-size control aims at
+    # voltage change per step the step-size control aims at (near a voltage cut-off the steps
+    # aim at the cut-off instead: fem/protocol/stepping.py, _aim_at_cutoff)
+    dV_target_V: float = 0.01
     dx_target: float = 0.05  # largest change of lithiation per step
     cutoff_tol_V: float = 1e-3  # cut-off voltages are hit within this
     cutoff_tol_rel_current: float = 0.01  # current cut-offs (holds) within this fraction

@@ -24,6 +24,15 @@ RAMP_FRACTIONS = (1 / 64, 1 / 16, 1 / 4, 1 / 2)  # soft start of a current step
 SOFT_START_AFTER = SHRINK_ON_FAILURE ** 2  # ... once its first step has failed twice
 BALANCE_TOL_REL = 1e-4  # an accepted step balances the cell's currents to this fraction ...
 BALANCE_FLOOR_A_M2 = 0.01  # ... of |I| or of this, whichever is larger
+# a voltage cut-off that the fitted run-away (time_to_cutoff_s) puts within this many of the
+# last dt is aimed at directly instead of dV_target_V at a time
+CUTOFF_REACH = 8.0
+CUTOFF_AIM_MAX = 0.01  # ... and within this fraction of the step's elapsed time (capacity)
+# the fraction of the fitted time to the cut-off a step takes: the fit overestimates the rise
+# near the end, where U's linear tail caps it (2D quickstart cycle, Newton iterations with
+# 0.5 / 0.7 / 0.85 / 1.0: 662 / 652 / 660 / 683, 709 without aiming) ...
+CUTOFF_AIM = 0.7
+CUTOFF_FINISH = 3.0  # ... or all of it, to just past the cut-off, when the rest is this many dV_target_V
 
 
 class SimulationError(RuntimeError):
@@ -61,6 +70,7 @@ class StepRunner:
         cfg = self.config
         t, dt, elapsed = t0_s, cfg.dt_initial_s, 0.0
         first, ramped = True, False
+        history = [(t0_s, previous.V)]  # (t, V) of the accepted states of this step
         while True:
             dt = min(dt, cfg.dt_max_s)
             # the step that reaches a duration ends exactly on it (t0 + sum of dt would round off)
@@ -91,7 +101,10 @@ class StepRunner:
                 return StepEnd("current cut-off" if step.kind == "hold" else "voltage cut-off", t, dt)
             if step.duration_s is not None and elapsed >= step.duration_s * (1 - 1e-12):
                 return StepEnd("duration", t, dt)
+            history.append((t, m.V))
             dt = self._next_dt(dt, iterations, previous, m, dx, ignore_voltage=first)
+            if step.until_voltage_V is not None and self.problem.is_galvanostatic and len(history) >= 3:
+                dt = self._aim_at_cutoff(dt, history[-3:], step.until_voltage_V, dx, t - t0_s)
             previous, first = m, False
 
     def _soft_start(self, step: Step, t: float, elapsed: float):
@@ -233,6 +246,76 @@ class StepRunner:
         if iterations > cfg.max_newton_iterations // 2:
             factors.append(0.5)
         return dt * max(0.9 * min(factors), 0.2)
+
+    def _aim_at_cutoff(self, dt_next, last3, V_cut, dx, elapsed_s) -> float:
+        """dt_next, or a step towards the voltage cut-off where that is longer and the cut-off
+        near (VoltageTrend of the last three states): CUTOFF_AIM of the time to it, or the
+        whole way to just past it when that step would end within CUTOFF_FINISH dV_target_V.
+
+        At the steep end of a charge V rises by dV_target_V a step while dt shrinks by a
+        constant factor: 26 steps from 7 s down to 0.05 s on the 2D quickstart."""
+        trend = VoltageTrend.fit(last3)
+        dt_cut = trend.time_to(V_cut) if trend is not None else None
+        dt = last3[2][0] - last3[1][0]
+        if dt_cut is None or dt_cut > CUTOFF_REACH * dt or dt_cut > CUTOFF_AIM_MAX * elapsed_s:
+            return dt_next
+        aim = CUTOFF_AIM * dt_cut
+        if abs(V_cut - trend.V_after(aim)) < CUTOFF_FINISH * self.config.dV_target_V:
+            aim = trend.time_to(V_cut + 0.5 * self.config.cutoff_tol_V * np.sign(V_cut - trend.V_s))
+        limit = dt * min(GROWTH_MAX, self.config.dx_target / max(dx, 1e-12))
+        return max(dt_next, min(aim, limit))
+
+
+@dataclass(frozen=True)
+class VoltageTrend:
+    """V after the last accepted state (V_s), d seconds on: V_s + k ln(tau/(tau - d)), the
+    finite-time run-away at the end of a charge or discharge (a logarithmic end of U(x) whose
+    surface lithiation changes linearly in time), or V_s + k d at a constant rate (tau None)."""
+
+    V_s: float
+    k: float  # V (run-away) or V/s (constant rate)
+    tau_s: float | None  # time left to the run-away
+
+    @classmethod
+    def fit(cls, points) -> VoltageTrend | None:
+        """Through three points (t, V): the run-away where V accelerates (the last slope
+        exceeds the one before it, in the same direction), else the last slope; None at rest."""
+        (t0, V0), (t1, V1), (t2, V2) = points
+        h1, h2 = t1 - t0, t2 - t1
+        s1, s2 = (V1 - V0) / h1, (V2 - V1) / h2
+        if s2 == 0:
+            return None
+        if s1 == 0 or s2 / s1 <= 1:
+            return cls(V2, s2, None)
+        rho = (V2 - V1) / (V1 - V0)
+
+        def excess(tau):  # the run-away's voltage ratio minus the observed one; decreasing in tau
+            return np.log((tau + h2) / tau) / np.log((tau + h2 + h1) / (tau + h2)) - rho
+
+        # bisection in log(tau): the root may lie anywhere in these 18 decades
+        lo, hi = 1e-12 * (h1 + h2), 1e6 * (h1 + h2)
+        if excess(hi) >= 0:
+            return cls(V2, s2, None)  # as good as linear
+        for _ in range(200):
+            mid = np.sqrt(lo * hi)
+            lo, hi = (mid, hi) if excess(mid) > 0 else (lo, mid)
+            if hi - lo <= 1e-12 * hi:
+                break
+        tau = 0.5 * (lo + hi)
+        return cls(V2, (V2 - V1) / np.log((tau + h2) / tau), tau)
+
+    def V_after(self, d_s: float) -> float:
+        if self.tau_s is None:
+            return self.V_s + self.k * d_s
+        return self.V_s + self.k * np.log(self.tau_s / (self.tau_s - d_s))
+
+    def time_to(self, V: float) -> float | None:
+        """Seconds until V is reached, None if V does not lie ahead."""
+        if (V - self.V_s) * self.k <= 0:
+            return None
+        if self.tau_s is None:
+            return (V - self.V_s) / self.k
+        return self.tau_s * -np.expm1(-(V - self.V_s) / self.k)
 
 
 def _mpi_max():

@@ -11,7 +11,8 @@ import pytest
 from fem.case import SolverConfig
 from fem.case.steps import Step
 from fem.physics.problem import Measurement
-from fem.protocol.stepping import LANDING_MAX_FAILURES, StepRunner
+from fem.protocol import stepping
+from fem.protocol.stepping import LANDING_MAX_FAILURES, StepRunner, VoltageTrend
 
 CHARGE = Step(kind="charge", text="Charge at 1 mA/cm2 until 2.4 V", current_A_m2=-10.0, until_voltage_V=2.4)
 
@@ -82,3 +83,74 @@ def test_a_duration_step_ends_exactly_on_its_duration():
     end = runner.run(rest, 300.0, measurement(2.0))
     assert len(times) > 5 and end.reason == "duration"
     assert end.t_s == times[-1] == 360.0
+
+
+def runaway(t0_s=0.0, T_s=3600.0, k_V=0.0257, V0=2.0):
+    """V(t) = V0 - k ln((T - t)/(T - t0)): the logarithmic run-away at the end of a charge."""
+    return lambda t: V0 - k_V * np.log((T_s - t) / (T_s - t0_s)), T_s
+
+
+def test_the_trend_is_exact_on_a_logarithmic_runaway():
+    V, T = runaway()
+    points = [(t, V(t)) for t in (3000.0, 3300.0, 3450.0)]
+    trend = VoltageTrend.fit(points)
+    assert 3450.0 + trend.tau_s == pytest.approx(T, rel=1e-10)
+    t_cut = 3450.0 + trend.time_to(2.4)
+    assert V(t_cut) == pytest.approx(2.4, abs=1e-8) and t_cut < T
+    assert trend.V_after(100.0) == pytest.approx(V(3550.0), abs=1e-10)
+    # a discharge (V falling) is the mirror image
+    assert VoltageTrend.fit([(t, -v) for t, v in points]).time_to(-2.4) == pytest.approx(t_cut - 3450.0, rel=1e-10)
+    assert trend.time_to(1.9) is None  # behind
+
+
+@pytest.mark.parametrize("points, slope", [
+    ([(0.0, 2.0), (1.0, 2.1), (2.0, 2.2)], 0.1),  # linear
+    ([(0.0, 2.0), (1.0, 2.2), (3.0, 2.3)], 0.05),  # decelerating: the last slope
+    ([(0.0, 2.0), (1.0, 2.1), (2.0, 2.05)], -0.05),  # turned back
+])
+def test_without_acceleration_the_trend_is_the_last_slope(points, slope):
+    trend = VoltageTrend.fit(points)
+    assert trend.tau_s is None and trend.k == pytest.approx(slope)
+    ahead = (2.4 - points[2][1]) / slope
+    assert trend.time_to(2.4) == (pytest.approx(ahead) if ahead > 0 else None)
+
+
+class ClockRunner(ScriptedRunner):
+    """A scripted charge whose V is a function of the time reached."""
+
+    def __init__(self, voltage_of_t, T_s):
+        # Newton finds no state past the run-away
+        super().__init__(lambda dt: voltage_of_t(self.t + dt), fails=lambda dt: self.t + dt >= T_s)
+        self.t, self.accepted = 0.0, []
+        self.problem.set_current = lambda i: None
+        self.problem.accept = lambda: None
+        self.problem.is_galvanostatic = True
+        self.problem.u_n = self.problem.u
+        self._x_dofs, self._max = np.array([0]), lambda v: v
+        self.on_accept = self._record
+
+    def _record(self, step, accepted):
+        self.t = accepted.t_s
+        self.accepted.append(accepted)
+
+
+def charge_to_cutoff(monkeypatch, reach):
+    """The cut-off time and the steps accepted above 2.1 V (the run-away's last 0.3 V)."""
+    monkeypatch.setattr(stepping, "CUTOFF_REACH", reach)
+    V, T = runaway()
+    runner = ClockRunner(V, T)
+    end = runner.run(CHARGE, 0.0, measurement(V(0.0)))
+    assert end.reason == "voltage cut-off"
+    assert abs(runner.accepted[-1].measurement.V - 2.4) <= runner.config.cutoff_tol_V
+    return end.t_s, sum(a.measurement.V > 2.1 for a in runner.accepted)
+
+
+def test_aiming_at_the_cutoff_saves_steps_of_the_runaway(monkeypatch):
+    """Without aiming, each step of the run-away halves the time left (dV_target_V lags behind
+    the accelerating V); a step of CUTOFF_AIM of the fitted time to the cut-off leaves 0.3 of it, and the last
+    step goes all the way."""
+    reach = stepping.CUTOFF_REACH
+    t_plain, steps_plain = charge_to_cutoff(monkeypatch, reach=0.0)
+    t_aimed, steps_aimed = charge_to_cutoff(monkeypatch, reach=reach)
+    assert t_aimed == pytest.approx(t_plain, rel=1e-8)  # the same cut-off time (capacity)
+    assert steps_aimed <= 2 / 3 * steps_plain
