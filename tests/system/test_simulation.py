@@ -35,7 +35,9 @@ def test_charge_balance_every_step(shared_tmp):
     solved = [r for r in rows if r["newton_iterations"] > 0]
     assert len(solved) > 10
     for r in solved:
-        scale = max(abs(r["I_mA_cm2"]), 1e-3)
+        # relative to the currents that cancel: at rest the double layers discharge into the
+        # reaction (0.058 mA/cm2 each after a cut-off landed with a long step)
+        scale = max(abs(r["I_mA_cm2"]), abs(r["I_capacitive_mA_cm2"]), 1e-3)
         assert abs(r["I_collector_mA_cm2"] - r["I_mA_cm2"]) <= 1e-6 * scale, r
         for column in ("I_reaction_mA_cm2", "I_storage_mA_cm2"):
             assert abs(r[column] + r["I_capacitive_mA_cm2"] - r["I_mA_cm2"]) <= 1e-6 * scale, (column, r)
@@ -80,9 +82,11 @@ def test_slow_discharge_uses_the_connected_sulfur(shared_tmp):
     assert capacity <= 1.001 * theoretical_capacity_mAh_g()
     rows = read_rows(shared_tmp / "timeseries.csv")
     stored = (rows[-1]["mean_x"] - rows[0]["mean_x"]) * theoretical_capacity_mAh_g()
-    # the charge passed also charged the double layers (MODEL.md 6c, 3e-5 of it here)
+    # the charge passed also charged the double layers (MODEL.md 6c, 3e-5 of it here);
+    # backward Euler holds each step's end currents over the step (the trapezoid rule was
+    # 6e-6 off where a step near the cut-off is long)
     t = [r["t_s"] for r in rows]
-    passed, charging = (sum(0.5 * (a[k] + a[k + 1]) * (t[k + 1] - t[k]) for k in range(len(t) - 1))
+    passed, charging = (sum(a[k + 1] * (t[k + 1] - t[k]) for k in range(len(t) - 1))
                         for a in ([r["I_mA_cm2"] for r in rows], [r["I_capacitive_mA_cm2"] for r in rows]))
     assert capacity * (1.0 - charging / passed) == pytest.approx(stored, rel=1e-6)
 
