@@ -64,14 +64,20 @@ def positive(y):
     return ufl.max_value(y, 0.0)
 
 
-def resistance_ohm_m2(delta_nm, delta_dead_nm, sigma_L):
-    """R_L = (delta + delta_dead) / sigma_L; a negative Newton iterate of delta counts as 0."""
+def _numpy_positive(y):
+    return np.maximum(y, 0.0)
+
+
+def resistance_ohm_m2(delta_nm, delta_dead_nm, sigma_L, positive=positive):
+    """R_L = (delta + delta_dead) / sigma_L; a negative Newton iterate of delta counts as 0. UFL,
+    or numpy with positive=_numpy_positive."""
     return (positive(delta_nm) + delta_dead_nm) * NM / sigma_L
 
 
-def removal_current(i, delta_nm, k_ox, c_L: float, F: float):
+def removal_current(i, delta_nm, k_ox, c_L: float, F: float, positive=positive):
     """i_L = [i]+ i_Lmax / ([i]+ + [i_Lmax]+), i_Lmax = 2 F c_L k_ox delta: the charge current drawn
-    from the layer, a smooth min of [i]+ and the catalyst-limited rate (0 as delta -> 0).
+    from the layer, a smooth min of [i]+ and the catalyst-limited rate (0 as delta -> 0). UFL, or
+    numpy with positive=_numpy_positive.
 
     The solution has delta >= 0 (the root of the delta equation lies in [0, delta_n] on charge);
     a Newton iterate with delta < 0 gets the law's linear continuation [i]+ i_Lmax / [i]+ (C1 at
@@ -87,23 +93,11 @@ def removal_current(i, delta_nm, k_ox, c_L: float, F: float):
     return i_pos * i_max / (i_pos + positive(i_max) + I_EPS_A_M2)
 
 
-def local_thickness_nm(i, delta_n_nm, inv_dt, psi, k_ox, c_L: float, F: float):
+def _thickness_root(i, delta_n_nm, inv_dt, psi, k_ox, c_L, F):
     """The root delta >= 0 of the thickness law at one vertex for a given i (numpy):
         2 F c_L (delta - delta_n)/dt = psi [-i]+ - i_L(i, delta)
     On discharge (i <= 0) it is explicit; on charge a(delta - delta_n)(i + b delta + eps) +
-    i b delta = 0 (a = 2 F c_L/dt, b = 2 F c_L k_ox) is a quadratic with one root >= 0.
-
-    Newton's start and its full steps put delta there (CellProblem._map_step): from a predicted
-    delta of 0 (a layer extrapolated through 0 in the step it is used up) the iterates crept up
-    to this root from below, 7 iterations for a vertex that kept 0.6 nm of 16 nm (concave law,
-    anchor cell's charge)."""
-    # a diverging iterate's i can be inf (Butler-Volmer overflows): its delta is then NaN like the
-    # rest of that iterate, whose residual fails the Newton solve anyway
-    with np.errstate(all="ignore"):
-        return _thickness_root(i, delta_n_nm, inv_dt, psi, k_ox, c_L, F)
-
-
-def _thickness_root(i, delta_n_nm, inv_dt, psi, k_ox, c_L, F):
+    i b delta = 0 (a = 2 F c_L/dt, b = 2 F c_L k_ox) is a quadratic with one root >= 0."""
     i, delta_n = np.asarray(i, dtype=float), np.asarray(delta_n_nm, dtype=float)
     a = 2.0 * F * c_L * NM * inv_dt
     b = 2.0 * F * c_L * NM * k_ox
@@ -120,6 +114,44 @@ def _thickness_root(i, delta_n_nm, inv_dt, psi, k_ox, c_L, F):
     root = np.where(positive_B, 2.0 * a * delta_n * c0 / np.where(positive_B, B + root_disc, 1.0),
                     (root_disc - B) / (2.0 * a * b))
     return np.where(i_pos > 0.0, root, growth)
+
+
+def local_drop_and_thickness(eta, i0_eff, delta_n_nm, delta_dead_nm, sigma_L, inv_dt, psi, k_ox,
+                             c_L: float, F: float, alpha_a: float, alpha_c: float, f: float,
+                             bisections: int = 60):
+    """(eta_L, delta) at each vertex (numpy): the roots of the layer's two vertex laws for the
+    vertex's total overpotential eta and Butler-Volmer prefactor i0_eff,
+        eta_L = (i - i_L) R_L(delta),   i = i0_eff [exp(alpha_a f xi) - exp(-alpha_c f xi)],
+        2 F c_L (delta - delta_n)/dt = psi [-i]+ - i_L,   xi = eta - eta_L,
+    delta the root of the second for that i (_thickness_root). In xi, xi + (i - i_L) R_L - eta
+    rises from -eta at xi = 0 to (i - i_L) R_L at xi = eta, which has the sign of eta: bisection
+    between 0 and eta. A diverging iterate's i can be inf (Butler-Volmer overflows): its values
+    are then NaN like the rest of that iterate, whose residual fails the Newton solve anyway.
+
+    Newton's start and its full steps put both fields there (CellProblem._map_step). From a
+    predicted delta of 0 (a layer extrapolated through 0 in the step it is used up) the iterates
+    crept up to the thickness root from below, 7 iterations for a vertex that kept 0.6 nm of
+    16 nm (concave law, anchor cell's charge). Near the end of a discharge the drop's rows held
+    the whole residual, and the full step, Butler-Volmer linearised behind the drop, overshot
+    them tenfold (anchor cell, 6 iterations a step).
+    """
+    eta = np.asarray(eta, dtype=float)
+    with np.errstate(all="ignore"):
+        lo, hi = np.minimum(eta, 0.0), np.maximum(eta, 0.0)
+
+        def excess(xi):
+            i = i0_eff * (np.exp(alpha_a * f * xi) - np.exp(-alpha_c * f * xi))
+            delta = _thickness_root(i, delta_n_nm, inv_dt, psi, k_ox, c_L, F)
+            i_L = removal_current(i, delta, k_ox, c_L, F, positive=_numpy_positive)
+            R_L = resistance_ohm_m2(delta, delta_dead_nm, sigma_L, positive=_numpy_positive)
+            return xi + (i - i_L) * R_L - eta, delta
+
+        for _ in range(bisections):
+            mid = 0.5 * (lo + hi)
+            above = excess(mid)[0] > 0.0
+            lo, hi = np.where(above, lo, mid), np.where(above, mid, hi)
+        xi = 0.5 * (lo + hi)
+        return eta - xi, excess(xi)[1]
 
 
 class ProductLayer:

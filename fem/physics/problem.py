@@ -215,7 +215,8 @@ class CellProblem:
         xi = eta if pl is None else eta - fields[ETA_L]
         w = kinetics.tpb_weight(self.d_C, k.l_cat_um, k.w_min)
         g = kinetics.concentration_factor(x, k.g_eps)
-        i_bv = kinetics.butler_volmer(self.i0 * self.f_c * w * g, k.alpha_a, k.alpha_c, self.f, xi)
+        self.i0_eff = self.i0 * self.f_c * w * g
+        i_bv = kinetics.butler_volmer(self.i0_eff, k.alpha_a, k.alpha_c, self.f, xi)
         i = i_bv("+")
         self.xi = xi
         # the interface laws of the layer hold at each S|SE vertex (fem/physics/layer.py)
@@ -336,7 +337,6 @@ class CellProblem:
             self._delta_dofs = to_parent[self.spaces.active[DELTA]]
             self.layer = layer.ProductLayer(self, self.delta_dead, self._delta_dofs,
                                             self._functionals["int_delta"], self.area_interface_um)
-            # i at the delta dofs' vertices (one cell each): Newton's start of delta (solve)
             table = compat.subspace_cell_dofs(V, DELTA)
             dofs, first = np.unique(table.ravel(), return_index=True)
             where = first[np.searchsorted(dofs, self._delta_dofs)]
@@ -345,9 +345,15 @@ class CellProblem:
             self._delta_cells = cells.astype(np.int32)
             self._delta_vertices_per_cell = table.shape[1]
             self._delta_at = (inverse, vertex)
-            self._i_at_vertices = compat.vertex_expression(i_bv, mesh)
+            # eta and the Butler-Volmer prefactor at the delta dofs' vertices (one cell each), and
+            # the eta_L dof at each: Newton's start of the layer (_start_layer)
+            self._eta_at_vertices = compat.vertex_expression(eta, mesh)
+            self._i0_at_vertices = compat.vertex_expression(self.i0_eff, mesh)
+            table_L = compat.subspace_cell_dofs(V, ETA_L)
+            self._eta_L_dofs = table_L[cells[inverse], vertex]
             owned = V.dofmap.index_map.size_local * V.dofmap.index_map_bs
             self._delta_owned = self._delta_dofs[self._delta_dofs < owned]
+            self._eta_L_owned = self._eta_L_dofs[self._eta_L_dofs < owned]
 
     def _integral(self, name) -> float:
         return compat.assemble_scalar(self._functionals[name], self.comm)
@@ -422,7 +428,7 @@ class CellProblem:
             # not into a rest: the quickstart's first rest took 23 steps, 75 iterations (18, 54 without)
             predicted = self._level_electrolyte()
         if self.layer is not None:
-            self._start_thickness()
+            self._start_layer()
         converged, iterations = self.solver.solve()
         if not converged and predicted:
             # a poor prediction near a steep end: start again from the accepted state
@@ -468,32 +474,37 @@ class CellProblem:
         u[dofs] = start - shift
         return True
 
-    def _start_thickness(self):
-        """delta of u: at each vertex the root of its thickness law for the i of u's other
-        fields (fem.physics.layer.local_thickness_nm; i does not depend on delta)."""
+    def _vertex_values(self, expression):
         inverse, vertex = self._delta_at
         values = np.zeros((len(self._delta_cells), self._delta_vertices_per_cell))
-        self._i_at_vertices.eval(self._delta_cells, values)
-        i = values[inverse, vertex]
-        pl = self.layer_config
-        root = layer.local_thickness_nm(
-            i, self.u_n.x.array[self._delta_dofs], float(self.inv_dt.value), float(self.psi.value),
-            float(self.k_ox.value), pl.c_L_mol_m3, F)
-        # a wild iterate (Butler-Volmer overflowing, i = inf) keeps its own delta: a NaN put in
-        # here reached the LU factorisation, and on 2 ranks MUMPS then failed at random later
-        # (a 2-rank test failed 1 run in 3)
-        d = self.u.x.array[self._delta_dofs]
-        self.u.x.array[self._delta_dofs] = np.where(np.isfinite(root), root, d)
+        expression.eval(self._delta_cells, values)
+        return values[inverse, vertex]
+
+    def _start_layer(self):
+        """eta_L and delta of u: at each S|SE vertex the roots of the layer's two laws for u's
+        other fields (fem.physics.layer.local_drop_and_thickness)."""
+        k, pl = self.case.kinetics, self.layer_config
+        eta_L, delta = layer.local_drop_and_thickness(
+            self._vertex_values(self._eta_at_vertices), self._vertex_values(self._i0_at_vertices),
+            self.u_n.x.array[self._delta_dofs], float(self.delta_dead.value), float(self.sigma_L.value),
+            float(self.inv_dt.value), float(self.psi.value), float(self.k_ox.value), pl.c_L_mol_m3, F,
+            k.alpha_a, k.alpha_c, float(self.f.value))
+        # a wild iterate (Butler-Volmer overflowing) keeps its own values: a NaN put in here
+        # reached the LU factorisation, and on 2 ranks MUMPS then failed at random later
+        u = self.u.x.array
+        ok = np.isfinite(eta_L) & np.isfinite(delta)
+        u[self._eta_L_dofs] = np.where(ok, eta_L, u[self._eta_L_dofs])
+        u[self._delta_dofs] = np.where(ok, delta, u[self._delta_dofs])
 
     def _map_step(self, u, du):
         """Newton's step du from u (owned local arrays): the lithiation's in the logit
         coordinate (solver.lithiation_update); under current control with solver.phi_e_update =
         "level", phi_e of the anode's network shifted to carry the current where the step misses
-        it by more than PHI_E_LEVEL_MIN_V (_level_electrolyte); with the layer, delta at the root of each vertex's
-        law for the stepped other fields, in full steps only (in the l2 fallback's scaled steps it
-        cost iterations). At rest the vertex currents change sign, where the law has its kinks
-        ([i]+, [-i]+), and the delta rows converged last and slowly (anchor cell, final rest:
-        6-8 iterations a step)."""
+        it by more than PHI_E_LEVEL_MIN_V (_level_electrolyte); with the layer, eta_L and delta at
+        the roots of each vertex's laws for the stepped other fields, in full steps only (in the
+        l2 fallback's scaled steps it cost iterations). At rest the vertex currents change sign,
+        where the thickness law has its kinks ([i]+, [-i]+), and the delta rows converged last
+        and slowly (anchor cell, final rest: 6-8 iterations a step)."""
         x = self._x_owned_dofs
         if self.lithiation_update == "logit":
             du[x] = logit_step(u[x], du[x])
@@ -508,8 +519,10 @@ class CellProblem:
             owned = len(u)
             self.u.x.array[:owned] = u + du
             compat.scatter_forward(self.u)
-            self._start_thickness()
+            self._start_layer()
             d = self._delta_owned
+            du[d] = self.u.x.array[d] - u[d]
+            d = self._eta_L_owned
             du[d] = self.u.x.array[d] - u[d]
         return du
 

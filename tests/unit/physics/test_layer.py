@@ -16,7 +16,7 @@ from fem.case.catalysts import load_library
 from fem.constants import UM, F
 from fem.mesh import load_mesh
 from fem.physics.problem import CellProblem
-from fem.physics.spaces import DELTA
+from fem.physics.spaces import DELTA, ETA_L, PHI_E, X
 from fem.solver import NewtonSolver
 
 I_APP = 10.0  # A/m2 = 1 mA/cm2
@@ -243,10 +243,11 @@ def test_newton_on_a_vertex_delta_equation_on_charge_converges_from_the_accepted
 
 
 @pytest.mark.parametrize("i_app", [I_APP, -I_APP])
-def test_newtons_start_of_delta_is_the_root_of_each_vertex_law(i_app):
-    """fem.physics.layer.local_thickness_nm (numpy) against the delta rows of the assembled
-    residual (UFL): after CellProblem._start_thickness they vanish at every vertex, on
-    discharge (explicit growth) and on charge (the quadratic, a layer partly used up)."""
+def test_newtons_start_of_the_layer_is_the_root_of_each_vertex_law(i_app):
+    """fem.physics.layer.local_drop_and_thickness (numpy) against the eta_L and delta rows of
+    the assembled residual (UFL): after CellProblem._start_layer they vanish at every vertex, on
+    discharge (explicit growth) and on charge (the quadratic, a layer partly used up), while
+    the other rows keep their residual."""
     from fem import compat
 
     problem = problem_for(layer_case(x0=0.5, enabled=True, psi=0.3, sigma_L_S_m=1e-6), k_ox_ref_per_s=0.05)
@@ -254,22 +255,30 @@ def test_newtons_start_of_delta_is_the_root_of_each_vertex_law(i_app):
     problem.set_current(i_app)
     problem.dt.value = 30.0
     solver = problem.solver
-    _, to_parent = problem.spaces.collapsed[DELTA]
-    rows = to_parent[problem.spaces.active[DELTA]]
-    rows = rows[rows < len(solver.b.array)]
+    owned = len(solver.b.array)
 
-    def delta_rows():
+    def active_rows(field):
+        _, to_parent = problem.spaces.collapsed[field]
+        rows = to_parent[problem.spaces.active[field]]
+        return rows[rows < owned]
+
+    layer_rows = np.concatenate([active_rows(ETA_L), active_rows(DELTA)])
+    other_rows = np.concatenate([active_rows(PHI_E), active_rows(X)])
+
+    def residual():
         problem.u.vector.copy(solver.x)
         compat.assemble_residual(solver.b, problem.F_form, problem.bcs, solver.x)
-        return np.abs(solver.b.array[rows]).max()
+        return np.abs(solver.b.array)
 
-    # the solved step with delta put back to the accepted thickness: only the delta rows are off
+    # the solved step with eta_L and delta put back to the accepted state's: only their rows are off
     problem.u.x.array[:] = problem.u_n.x.array
     assert problem.solver.solve()[0]
-    problem.u.x.array[rows] = problem.u_n.x.array[rows]
-    before = delta_rows()
-    problem._start_thickness()
-    after = delta_rows()
-    assert before > 1e-6
-    assert after < 1e-9 * before + 1e-13
+    problem.u.x.array[layer_rows] = problem.u_n.x.array[layer_rows]
+    before = residual()
+    problem._start_layer()
+    after = residual()
+    assert before[layer_rows].max() > 1e-6
+    assert after[layer_rows].max() < 1e-9 * before[layer_rows].max() + 1e-13
+    # the other rows see eta_L and delta solved again: their residual is the converged one
+    assert after[other_rows].max() < 1e-6
     assert live_delta(problem).min() >= 0.0
