@@ -399,20 +399,24 @@ class CellProblem:
 
     # --- time stepping ------------------------------------------------------------------
 
-    def solve(self, dt_s: float) -> tuple[bool, int]:
-        """One backward-Euler step from the accepted state; the state is kept only on success."""
+    def solve(self, dt_s: float, guesses=()) -> tuple[bool, int]:
+        """One backward-Euler step from the accepted state; the state is kept only on success.
+        guesses: more starts for Newton (local arrays of u), e.g. states solved for nearby dt."""
         self.dt.value = dt_s
         u, u_n = self.u.x.array, self.u_n.x.array
         u[:] = u_n
         predicted = False
+        candidates = [np.array(g) for g in guesses]
         if self._dt_n is not None:
+            candidates += list(self._extrapolations(dt_s))
+        if candidates:
             # extrapolate the last accepted states: a guess accurate to O(dt^2) (linear) or
             # O(dt^3) (quadratic) where the state is smooth in time; where it is not (a
             # potential overshoots and the exponentials of Butler-Volmer explode, max |F| 1e25
             # seen) the accepted state is the better start, and Newton from a bad start wasted
             # 38 % of a cycle's iterations: the guess with the smallest residual is taken
             best, smallest = None, self.solver.residual_max()
-            for guess in self._extrapolations(dt_s):
+            for guess in candidates:
                 if self.layer is not None:
                     # delta >= 0 is the solution's range: a layer extrapolated through 0 (it
                     # decays like exp(-k_ox t) once the catalyst limits) starts at 0, not below

@@ -22,11 +22,12 @@ class ScriptedRunner(StepRunner):
 
     def __init__(self, voltage, fails=lambda dt: False):
         self.problem = SimpleNamespace(u=SimpleNamespace(x=SimpleNamespace(array=np.zeros(1))),
+                                       u_n=SimpleNamespace(x=SimpleNamespace(array=np.zeros(1))),
                                        dt=SimpleNamespace(value=0.0))
         self.config = SolverConfig()
         self.voltage, self.fails, self.tries = voltage, fails, []
 
-    def _try(self, dt):
+    def _try(self, dt, guesses=()):
         self.tries.append(dt)
         if self.fails(dt):
             return False, 25, None
@@ -48,6 +49,36 @@ def test_smooth_voltage_lands_within_tolerance():
     assert abs(m.V - 2.4) <= runner.config.cutoff_tol_V
     assert dt == pytest.approx(1.0, rel=0.02)
     assert len(runner.tries) <= 8
+
+
+def test_runaway_is_landed_by_inverse_quadratic_interpolation(monkeypatch):
+    """A logarithmic run-away (the end of a charge, x -> 0 at the surface), crossed far beyond
+    the cut-off: the inverse quadratic steps land it in fewer tries than the Illinois secant
+    alone (the anchor cell's charge: four tries of 6 Newton iterations each)."""
+    from fem.protocol import stepping
+
+    def voltage(dt):
+        return 2.3 - 0.1 * np.log(1.0 - dt / 1.2)  # 2.4 V at dt = 1.2 (1 - 1/e) = 0.7585
+
+    runner = ScriptedRunner(voltage)
+    dt, _, m = land(runner, 1.19)
+    assert abs(m.V - 2.4) <= runner.config.cutoff_tol_V
+    assert dt == pytest.approx(1.2 * (1.0 - np.exp(-1.0)), rel=0.01)
+    monkeypatch.setattr(stepping, "_inverse_quadratic", lambda points: None)
+    secant = ScriptedRunner(voltage)
+    land(secant, 1.19)
+    assert len(runner.tries) < len(secant.tries)
+
+
+def test_a_try_within_tolerance_below_the_cut_off_ends_the_landing():
+    """The cut-off is hit within cutoff_tol_V from either side: a try 0.5 mV short of it ends
+    the step (it is as close as a crossing one)."""
+    runner = ScriptedRunner(lambda dt: 2.3 + 0.1 * dt)  # linear: the first secant try is exact
+    tol = runner.config.cutoff_tol_V
+    runner.voltage = lambda dt: 2.3 + 0.1 * dt - 0.5 * tol if dt < 1.5 else 2.3 + 0.1 * dt
+    dt, _, m = land(runner, 2.0)
+    assert len(runner.tries) == 1
+    assert 2.4 - tol <= m.V < 2.4
 
 
 def test_failure_inside_the_bracket_is_bisected():
