@@ -261,9 +261,10 @@ class StepRunner:
         return dt * max(0.9 * min(factors), 0.2)
 
     def _aim_at_cutoff(self, dt_next, last3, V_cut, dx, elapsed_s) -> float:
-        """dt_next, or a step towards the voltage cut-off where that is longer and the cut-off
-        near (VoltageTrend of the last three states): CUTOFF_AIM of the time to it, or the
-        whole way to just past it when that step would end within CUTOFF_FINISH dV_target_V.
+        """dt_next, or a step towards the voltage cut-off where the cut-off is near
+        (VoltageTrend of the last three states): CUTOFF_AIM of the time to it, or the whole way
+        to just past it when that step would end within CUTOFF_FINISH dV_target_V. The aim
+        replaces dt_next where it is longer, or where dt_next would run past the cut-off.
 
         At the steep end of a charge V rises by dV_target_V a step while dt shrinks by a
         constant factor: 26 steps from 7 s down to 0.05 s on the 2D quickstart."""
@@ -276,6 +277,11 @@ class StepRunner:
         if abs(V_cut - trend.V_after(aim)) < CUTOFF_FINISH * self.config.dV_target_V:
             aim = trend.time_to(V_cut + 0.5 * self.config.cutoff_tol_V * np.sign(V_cut - trend.V_s))
         limit = dt * min(GROWTH_MAX, self.config.dx_target / max(dx, 1e-12))
+        if dt_next > dt_cut and abs(V_cut - trend.V_s) <= CUTOFF_REACH * abs(last3[2][1] - last3[1][1]):
+            # the plain step would run past the cut-off, which lies within CUTOFF_REACH of the
+            # last step's voltage change (a run-away fitted to a bump of a plateau puts any
+            # cut-off ahead before its tau: the test keeps such fits from shortening steps)
+            return min(aim, limit)
         return max(dt_next, min(aim, limit))
 
 

@@ -185,3 +185,42 @@ def test_aiming_at_the_cutoff_saves_steps_of_the_runaway(monkeypatch):
     t_aimed, steps_aimed = charge_to_cutoff(monkeypatch, reach=reach)
     assert t_aimed == pytest.approx(t_plain, rel=1e-8)  # the same cut-off time (capacity)
     assert steps_aimed <= 2 / 3 * steps_plain
+
+
+def charge_with_steep_end(shorten: bool):
+    """A sharp run-away (anchor cell's dV_target_V and cut-off tolerance) where Newton fails
+    past 2.45 V: (cut-off time, Newton tries, failed tries)."""
+    V, T = runaway(V0=2.2)
+    runner = ClockRunner(V, T)
+    runner.config = SolverConfig(dV_target_V=0.03, cutoff_tol_V=3e-3, dt_max_s=900.0)
+    failed = []
+    runner.fails = lambda dt: (runner.t + dt >= T or V(runner.t + dt) > 2.45) and (failed.append(dt) or True)
+    if not shorten:  # the aim only ever lengthens the plain step
+        aim = runner._aim_at_cutoff
+        runner._aim_at_cutoff = lambda dt_next, *args: max(dt_next, aim(dt_next, *args))
+    end = runner.run(CHARGE, 0.0, measurement(V(0.0)))
+    assert abs(runner.accepted[-1].measurement.V - 2.4) <= runner.config.cutoff_tol_V
+    return end.t_s, len(runner.tries), len(failed), V
+
+
+def test_a_plain_step_past_the_fitted_cut_off_is_shortened_to_the_aim():
+    """dV_target_V lags behind a steep run-away: the plain step ran past the cut-off into the
+    failures (the anchor cell's charge: 9.8 s where the cut-off lay 3.4 s ahead, then 1.2 s
+    past it, 40 Newton iterations for its last 0.15 V)."""
+    t_aimed, tries_aimed, failed_aimed, V = charge_with_steep_end(shorten=True)
+    t_plain, tries_plain, failed_plain, _ = charge_with_steep_end(shorten=False)
+    slope = (V(t_aimed) - V(t_aimed - 1e-3)) / 1e-3
+    assert abs(t_aimed - t_plain) <= 2 * 3e-3 / slope  # both within the tolerance
+    assert tries_aimed <= 0.8 * tries_plain  # 22 against 30
+    assert failed_aimed < failed_plain  # 3 against 6
+
+
+def test_a_runaway_fitted_to_a_plateau_bump_does_not_shorten_the_step():
+    """Three states of a charge plateau 0.66 V below the cut-off, V accelerating by 2 mV (the
+    anchor cell's first charge): the fitted run-away puts the cut-off 0.17 s ahead, which the
+    step is not cut to, as the cut-off lies far beyond CUTOFF_REACH of the last change of V."""
+    last3 = [(0.0, 1.73918), (39.65, 1.73939), (89.17, 1.74137)]
+    trend = VoltageTrend.fit(last3)
+    assert trend.time_to(2.4) < 1.0
+    runner = ScriptedRunner(lambda dt: 2.0)
+    assert runner._aim_at_cutoff(70.0, last3, 2.4, 0.01, 1e6) == 70.0
