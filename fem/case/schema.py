@@ -228,16 +228,16 @@ class SolverConfig:
     # step is the shorter one, i.e. towards x = 0 or 1; "linear" is plain Newton; "auto": logit
     # with the product layer, linear without (fem/physics/problem.py says why)
     lithiation_update: str = "auto"
-    # with the product layer: "root" sets its thickness at every Newton iterate to the root of
-    # each vertex's law for the iterate's other fields (fem/physics/layer.py); "newton": plain
+    # with the product layer: "root" sets its drop and thickness at every full Newton step to the
+    # roots of each vertex's laws for the step's other fields (fem/physics/layer.py); "newton": plain
     layer_update: str = "root"
     # Newton's start in the first step after a current switch: "level" shifts phi_e by the
     # constant that balances the applied current over the interfaces; "none": the old state
     switch_start: str = "level"
     # under current control: "level" shifts each Newton iterate's phi_e on the anode's SE network
     # by the constant that balances the applied current (as switch_start does for the start)
-    # where that shift exceeds 0.3 V; "newton": plain steps. Not the default: fewer iterations
-    # (anchor cell 389 -> 368 a cycle, 3D quickstart 600 -> 591) but 3D wall time up 10 %
+    # where that shift exceeds 0.3 V; "newton": plain steps. Not the default: the anchor cell
+    # takes fewer Newton iterations a cycle (324 -> 306), the 3D quickstart more (543 -> 577)
     phi_e_update: str = "newton"
     # PETSc options of the Newton solver (SNES) and its linear solver (KSP/PC), without the
     # leading '-', e.g. {ksp_type = "gmres", pc_type = "hypre"}: they override the preset
