@@ -212,8 +212,13 @@ def _range_errors(case: Case) -> list[str]:
              "a PETSc option name without '-' (letters, digits, '_') set to a string, number or boolean")
     need("solver.linear_solver", s.linear_solver, s.linear_solver in ("auto", "direct", "iterative", "fieldsplit"),
          "'auto', 'direct', 'iterative' or 'fieldsplit'")
-    need("solver.lithiation_update", s.lithiation_update, s.lithiation_update in ("auto", "logit", "linear"),
-         "'auto', 'logit' or 'linear'")
+    need("solver.lithiation_update", s.lithiation_update, s.lithiation_update in ("auto", "logit", "linear", "root"),
+         "'auto', 'logit', 'linear' or 'root'")
+    if s.lithiation_update == "root":
+        # the root takes a vertex's i from its own x (vertex rule) behind no layer drop
+        need("solver.lithiation_update", s.lithiation_update,
+             case.kinetics.interface_quadrature != "gauss" and not case.product_layer.enabled,
+             "'root' only with kinetics.interface_quadrature 'auto' or 'vertex' and no [product_layer]")
     need("solver.layer_update", s.layer_update, s.layer_update in ("root", "newton"), "'root' or 'newton'")
     need("solver.switch_start", s.switch_start, s.switch_start in ("level", "none"), "'level' or 'none'")
     need("solver.phi_e_update", s.phi_e_update, s.phi_e_update in ("level", "newton"), "'level' or 'newton'")

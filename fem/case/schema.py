@@ -143,7 +143,8 @@ class Kinetics:
     # double-layer capacitance on S|SE and C|SE per true interface area (MODEL.md 6c); 0 = none
     C_dl_uF_cm2: float = 10.0
     # quadrature of the S|SE reaction: "vertex" (each S|SE vertex reacts with its own state),
-    # "gauss" (degree 4), "auto" = vertex with [product_layer] enabled, gauss without
+    # "gauss" (degree 4), "auto" = vertex with [product_layer] enabled or with
+    # solver.lithiation_update "root" (the default without the layer), gauss otherwise
     interface_quadrature: str = "auto"
 
 
@@ -225,8 +226,10 @@ class SolverConfig:
     linear_solver: str = "direct"
     # how a Newton step moves the lithiation x: "logit" moves it in psi = ln(x/(1-x)) (the
     # coordinate in which U(x)'s end terms are linear, fem/physics/materials.py) wherever that
-    # step is the shorter one, i.e. towards x = 0 or 1; "linear" is plain Newton; "auto": logit
-    # with the product layer, linear without (fem/physics/problem.py says why)
+    # step is the shorter one, i.e. towards x = 0 or 1; "linear" is plain Newton; "root": every
+    # full step puts each S|SE vertex's x at the root of its own row (fem/physics/surface.py; needs
+    # the vertex rule and no product layer); "auto": logit with the product layer, root without
+    # (linear with interface_quadrature = "gauss"; fem/physics/problem.py says why)
     lithiation_update: str = "auto"
     # with the product layer: "root" sets its drop and thickness at every full Newton step to the
     # roots of each vertex's laws for the step's other fields (fem/physics/layer.py); "newton": plain

@@ -15,14 +15,16 @@ def tpb_weight(d_C, l_cat_um: float, w_min: float):
     return w_min + (1.0 - w_min) * ufl.exp(-d_C / l_cat_um)
 
 
-def concentration_factor(x, eps: float):
-    """g(x) = ((x + eps)(1 - x + eps))^(1/2), vanishing (to O(eps^1/2)) at both ends."""
-    return ufl.sqrt(ufl.max_value((x + eps) * (1.0 - x + eps), eps * eps))
+def concentration_factor(x, eps: float, sqrt=ufl.sqrt, max_value=ufl.max_value):
+    """g(x) = ((x + eps)(1 - x + eps))^(1/2), vanishing (to O(eps^1/2)) at both ends. UFL, or
+    numpy with sqrt=np.sqrt, max_value=np.maximum."""
+    return sqrt(max_value((x + eps) * (1.0 - x + eps), eps * eps))
 
 
-def butler_volmer(i0, alpha_a: float, alpha_c: float, f, eta):
-    """i0 [exp(alpha_a f eta) - exp(-alpha_c f eta)], f = F/RT; i > 0 is oxidation."""
-    return i0 * (ufl.exp(alpha_a * f * eta) - ufl.exp(-alpha_c * f * eta))
+def butler_volmer(i0, alpha_a: float, alpha_c: float, f, eta, exp=ufl.exp):
+    """i0 [exp(alpha_a f eta) - exp(-alpha_c f eta)], f = F/RT; i > 0 is oxidation. UFL, or
+    numpy with exp=np.exp."""
+    return i0 * (exp(alpha_a * f * eta) - exp(-alpha_c * f * eta))
 
 
 def anode_exchange_current_A_m2(anode: Anode, T_K: float) -> float:

@@ -35,6 +35,7 @@ from fem.mesh import CellMesh
 from fem.physics import kinetics, layer
 from fem.physics.materials import OCV, LithiationLaw, c_max_mol_m3, kappa_SE_S_m, logit_step
 from fem.physics.spaces import DELTA, ETA_L, PHI_E, PHI_S, X, anode_network_dofs, build_spaces, field_index_sets
+from fem.physics.surface import FIRST_TRY_LIMITS, SurfaceRoots
 
 T_REF_S = 100.0  # time scale of the lithiation residual (conditioning only)
 UF_CM2 = 1e-2  # F/m2 per uF/cm2
@@ -76,6 +77,21 @@ class Measurement:
         gaps = [abs(I - self.I_A_m2) for I in (self.I_reaction_A_m2 + c, self.I_collector_A_m2,
                                                self.I_storage_A_m2 + c)]
         return float("nan") if any(g != g for g in gaps) else max(gaps)
+
+
+def lithiation_rule(case: Case) -> str:
+    """solver.lithiation_update resolved: "auto" is the logit step with the product layer, whose
+    drop drives vertices into U's tails (the surface roots ignore the drop), and the surface
+    roots without it unless the reaction is integrated by the Gauss rule, which couples a
+    vertex's row to its neighbours' x (then the plain step in x). 3D quickstart cycle: 543
+    Newton iterations in x (Gauss rule), 1082 in psi (where g(x) ~ (1 - x)^(1/2) is exponential),
+    313 with the roots."""
+    rule = case.solver.lithiation_update
+    if rule != "auto":
+        return rule
+    if case.product_layer.enabled:
+        return "logit"
+    return "linear" if case.kinetics.interface_quadrature == "gauss" else "root"
 
 
 class StepLength:
@@ -153,11 +169,10 @@ class CellProblem:
         self.d_C = self._distance_to_carbon(mesh)
         self._build_forms(mesh)
         self._solver_factory = solver_factory
-        # "auto": the logit step with the layer, whose drop drives vertices into U's tails; without
-        # it the step in x (quickstart_3d cycle: 780 Newton iterations in x, 1082 in psi, where
-        # g(x) ~ (1 - x)^(1/2), exponential in psi, dominates as the particles fill)
-        rule = case.solver.lithiation_update
-        self.lithiation_update = ("logit" if pl.enabled else "linear") if rule == "auto" else rule
+        self._surface = None
+        if self.lithiation_update == "root":
+            self._surface = SurfaceRoots(self, self._storage_diffusion_x, self._dS_reaction,
+                                         self._x_reaction_scale)
         # the owned, solved lithiation dofs in the local array (the Newton step map's domain)
         _, to_parent = self.spaces.collapsed[X]
         owned = V.dofmap.index_map.size_local * V.dofmap.index_map_bs
@@ -177,6 +192,8 @@ class CellProblem:
             solver.set_field_splits(field_index_sets(self.spaces))
         if hasattr(solver, "set_step_map"):
             solver.set_step_map(self._map_step)
+        if self._surface is not None and hasattr(solver, "set_first_try_limits"):
+            solver.set_first_try_limits(*FIRST_TRY_LIMITS)
         return solver
 
     # --- set-up -------------------------------------------------------------------------
@@ -226,8 +243,10 @@ class CellProblem:
         # shuts off; with the degree-4 rule a filled vertex kept receiving its neighbours' flux
         # and, under the layer's 0.8 V drop, ran into U's tail beyond x = 1 (fem/physics/layer.py)
         rule = k.interface_quadrature
-        self.reaction_rule = "vertex" if rule == "vertex" or (rule == "auto" and pl is not None) else "gauss"
-        dS_i = dS_v if self.reaction_rule == "vertex" else dS
+        self.lithiation_update = lithiation_rule(self.case)
+        root = self.lithiation_update == "root"
+        self.reaction_rule = "vertex" if rule == "vertex" or (rule == "auto" and (pl is not None or root)) else "gauss"
+        self._dS_reaction = dS_i = dS_v if self.reaction_rule == "vertex" else dS
         if pl is not None:
             eta_L, delta, delta_n = fields[ETA_L]("+"), fields[DELTA]("+"), fields_n[DELTA]("+")
             # i_L: the charge current drawn from the layer itself (converted at its outer face)
@@ -268,12 +287,18 @@ class CellProblem:
                 + i * v_s("+") * dS_i(tags.S_SE) + i_dl_S * v_s("+") * dS(tags.S_SE) \
                 + i_dl_C * v_s("+") * dS(tags.C_SE)
 
+        def storage_diffusion_x(q):
+            # S: c_max dx/dt - div(c_max D(x) grad x), scaled by T_REF_S / c_max
+            return T_REF_S * ((x - x_n) * self.inv_dt * q * dx(tags.S)
+                              + (D_S / L**2) * inner(grad(x), grad(q)) * dx(tags.S))
+
+        self._storage_diffusion_x = storage_diffusion_x
+        self._x_reaction_scale = T_REF_S / (L * F * self.c_max)  # of i in the x rows
+
         def residual_x(q):
             # S: c_max dx/dt = div(c_max D(x) grad x), outward Li flux -c_max D grad x.n = i/F
             # (with the layer too, i_x = i: the layer is made of the particle's S, 6b law v2)
-            return T_REF_S * ((x - x_n) * self.inv_dt * q * dx(tags.S)
-                              + (D_S / L**2) * inner(grad(x), grad(q)) * dx(tags.S)
-                              + i / (L * F * self.c_max) * q("+") * dS_i(tags.S_SE))
+            return storage_diffusion_x(q) + self._x_reaction_scale * i * q("+") * dS_i(tags.S_SE)
 
         def residual_layer(v_L, v_d):
             R_L = layer.resistance_ohm_m2(delta, self.delta_dead, self.sigma_L)
@@ -519,6 +544,12 @@ class CellProblem:
         x = self._x_owned_dofs
         if self.lithiation_update == "logit":
             du[x] = logit_step(u[x], du[x])
+        if self._surface is not None and self.solver.full_steps:
+            owned = len(u)
+            self.u.x.array[:owned] = u + du
+            compat.scatter_forward(self.u)
+            s = self._surface.dofs
+            du[s] = self._surface.roots() - u[s]
         if self.case.solver.phi_e_update == "level" and self.is_galvanostatic:
             owned = len(u)
             self.u.x.array[:owned] = u + du

@@ -130,6 +130,12 @@ class NewtonSolver:
         self.snes.setJacobian(self._jacobian, self.A)
         self.total_iterations = 0
         self._first_try = False
+        self.set_first_try_limits(FIRST_TRY_MAX_IT, FIRST_TRY_DTOL)
+
+    def set_first_try_limits(self, max_it: int, dtol: float | None) -> None:
+        """The full-step try ends after max_it iterations, or once its 2-norm exceeds dtol times
+        the start's (None: never); the fallback then starts again from the same u."""
+        self.first_try_max_it, self.first_try_dtol = max_it, dtol
 
     def set_field_splits(self, splits: dict[str, object]) -> None:
         """Index sets (global indices of owned dofs, by split name) of a fieldsplit preconditioner."""
@@ -180,9 +186,10 @@ class NewtonSolver:
             return PETSc.SNES.ConvergedReason.CONVERGED_FNORM_RELATIVE
         if it > 0 and fmax <= ROUNDING_CHECK * self.atol and self._within_rounding_floor():
             return PETSc.SNES.ConvergedReason.CONVERGED_FNORM_ABS
-        if self._first_try and it > 0 and fnorm > FIRST_TRY_DTOL * self._f0:
+        dtol = self.first_try_dtol
+        if self._first_try and it > 0 and dtol is not None and fnorm > dtol * self._f0:
             return PETSc.SNES.ConvergedReason.DIVERGED_DTOL
-        if it >= (FIRST_TRY_MAX_IT if self._first_try else self.max_it):
+        if it >= (self.first_try_max_it if self._first_try else self.max_it):
             return PETSc.SNES.ConvergedReason.DIVERGED_MAX_IT
         return PETSc.SNES.ConvergedReason.ITERATING
 

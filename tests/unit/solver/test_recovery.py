@@ -72,10 +72,18 @@ def test_solvers_with_the_same_options_share_their_petsc_options():
 
 def test_a_full_step_try_that_blows_up_ends_at_once_and_only_the_first_try_does():
     """The first (full-step) try ends when ||F|| exceeds FIRST_TRY_DTOL ||F0||; a growing
-    residual in the fallback, and in a first try below that factor, iterates on."""
+    residual in the fallback, and in a first try below that factor, iterates on; with the
+    surface roots (the tiny cell's default) the first try has no such limit."""
+    from fem.physics.surface import FIRST_TRY_LIMITS
     from fem.solver import newton
 
     solver = problem_for("direct").solver
+    assert (solver.first_try_max_it, solver.first_try_dtol) == FIRST_TRY_LIMITS
+    solver._first_try = True
+    solver.b.set(1.0)
+    assert solver._converged(solver.snes, 0, (0.0, 0.0, 1.0)) == PETSc.SNES.ConvergedReason.ITERATING
+    assert solver._converged(solver.snes, 1, (0.0, 0.0, 1e30)) == PETSc.SNES.ConvergedReason.ITERATING
+    solver.set_first_try_limits(newton.FIRST_TRY_MAX_IT, newton.FIRST_TRY_DTOL)
     solver.b.set(1.0)  # max |F| = 1 > atol: no convergence test passes
     iterating, diverged = PETSc.SNES.ConvergedReason.ITERATING, PETSc.SNES.ConvergedReason.DIVERGED_DTOL
     grown = 1.01 * newton.FIRST_TRY_DTOL
