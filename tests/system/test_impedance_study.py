@@ -159,7 +159,8 @@ def test_spectra_survive_a_resume_and_a_forced_cycle_is_simulated(tmp_path):
 @pytest.mark.mpi
 def test_the_study_gives_one_result_on_every_rank(shared_tmp):
     """Each rank fits the spectrum it got: the fits (and so the tables rank 0 writes) must agree,
-    and match the serial numbers of the test above (R_ct 2179.0 ohm cm2 at 25 degC, measured)."""
+    and match the serial numbers of the test above (R_ct 2127.4 ohm cm2 at 25 degC, measured
+    serially; 2179.0 with interface_quadrature = "gauss", the default before the surface roots)."""
     from mpi4py import MPI
 
     import fem
@@ -175,4 +176,4 @@ def test_the_study_gives_one_result_on_every_rank(shared_tmp):
     (result,) = summary["results"]
     everyone = MPI.COMM_WORLD.allgather((result["R_ct_ohm_cm2"], result["Ea_kJ_mol"]))
     assert all(r == pytest.approx(everyone[0], rel=1e-10) for r in everyone)
-    assert result["R_ct_ohm_cm2"] == pytest.approx(2179.0, rel=1e-3)
+    assert result["R_ct_ohm_cm2"] == pytest.approx(2127.4, rel=1e-3)
