@@ -189,12 +189,14 @@ def _run_in(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[d
     steps = resolve_c_rates(parse_protocol(case.protocol.steps, 1, case.anode.U_an_V)[0], problem.one_C_A_m2())
 
     n_cycles = case.protocol.cycles
-    progress = Progress(case.output.progress, comm, n_cycles, len(steps))
+    progress = Progress(case.output.progress, comm, n_cycles, len(steps),
+                        counters=lambda: (problem.solver.total_iterations, problem.solver.total_linear_iterations))
     recorder = Recorder(problem, None, progress)  # appends to the writer, made after resuming
     fields = None  # made after resuming: a refused resume touches no file
     snapshots = []
 
     def on_step_end(cycle, index, step, end):
+        progress.step_end(recorder.position, end.reason, end.t_s, recorder.last, recorder.steps_in_step)
         if fields is not None:
             fields.write(end.t_s)
         if (step.kind == "discharge" and cell.dimension == 2 and case.output.plots
@@ -245,6 +247,7 @@ def _run_in(case: Case, out_dir: Path, comm, resume: bool) -> tuple[dict, list[d
         "generation": generation,
         "time_steps": recorder.steps_taken,
         "newton_iterations": problem.solver.total_iterations,
+        "krylov_iterations": problem.solver.total_linear_iterations,  # = Newton iterations with LU
         "charge_balance_max_error_mA_cm2": problem.to_mA_cm2(recorder.max_balance_error_A_m2),
         "mpi_ranks": comm.size,
         "wall_time_s": engine.wall_before_s + time.perf_counter() - wall0,

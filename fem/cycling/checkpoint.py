@@ -51,6 +51,7 @@ class CheckpointState:
     cycle: int = 0  # the last cycle the checkpoint holds
     mpi_ranks: int = 1  # ranks that wrote the field files
     isolated_per_cycle_nm: float = 0.0  # dead-layer growth per skipped cycle (product layer)
+    krylov_iterations: int = 0
     impedance: dict = field(default_factory=dict)  # spectra, fits and EIS columns so far (impedance.cycles)
 
 

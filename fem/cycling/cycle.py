@@ -32,12 +32,14 @@ class Recorder:
     last: Measurement | None = None
     last_t_s: float = 0.0
     steps_taken: int = 0
+    steps_in_step: int = 0  # time steps of the current protocol step
     max_balance_error_A_m2: float = 0.0
     _start_pending: bool = False
 
     def begin(self, cycle: int, step_index: int, step: Step, t_s: float):
         self.position = Position(cycle, step_index, step)
         self.Q_step_C_m2 = 0.0
+        self.steps_in_step = 0
         self.last_t_s = t_s
         self._start_pending = True
 
@@ -50,6 +52,7 @@ class Recorder:
         self.Q_net_C_m2 += m.I_A_m2 * acc.dt_s
         self.Q_step_C_m2 += abs(m.I_A_m2) * acc.dt_s
         self.steps_taken += 1
+        self.steps_in_step += 1
         self.max_balance_error_A_m2 = max(self.max_balance_error_A_m2, m.balance_error_A_m2)
         self._row(acc.t_s, m.I_A_m2, m, acc.dt_s, acc.iterations)
         self.last, self.last_t_s = m, acc.t_s

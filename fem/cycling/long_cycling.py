@@ -91,10 +91,13 @@ class LongCycling:
         lc = self.case.long_cycling
         if lc.activation_energy:
             a = self.slow.catalyst_activity
+            what = (f"after cycle {cycle}: activation energy at SOC {lc.activation_soc:g} "
+                    f"({len(lc.activation_temperatures_C)} temperatures, rest {lc.activation_rest_s:g} s)")
             try:
-                row = activation.measure_at_soc(self.problem, lc.activation_temperatures_C, a, lc.activation_soc,
-                                                lc.activation_rest_s, self.rows[start:],
-                                                self.fem[cycle]["discharge_capacity_mAh_cm2"])
+                with self.recorder.progress.phase(what):
+                    row = activation.measure_at_soc(self.problem, lc.activation_temperatures_C, a, lc.activation_soc,
+                                                    lc.activation_rest_s, self.rows[start:],
+                                                    self.fem[cycle]["discharge_capacity_mAh_cm2"])
             except activation.MeasurementError:
                 # a missing point of the Ea curve is no reason to lose the run
                 row = dict.fromkeys(activation.MEASURED_COLUMNS, math.nan)
@@ -113,8 +116,9 @@ class LongCycling:
         """Spectra at impedance.state after this cycle, their fits and the EIS Ea (state restored)."""
         label = self.case.kinetics.catalyst
         try:
-            m = impedance.measure_at_soc(self.problem, self.case.impedance, self.slow.catalyst_activity, cycle,
-                                         self.rows[start:], self.fem[cycle]["discharge_capacity_mAh_cm2"])
+            with self.recorder.progress.phase(f"after cycle {cycle}: impedance spectra"):
+                m = impedance.measure_at_soc(self.problem, self.case.impedance, self.slow.catalyst_activity,
+                                             cycle, self.rows[start:], self.fem[cycle]["discharge_capacity_mAh_cm2"])
         except activation.MeasurementError:
             # as for the Ea: a missing spectrum is no reason to lose the run
             self.impedance_cycle_rows[cycle] = dict.fromkeys(impedance.CYCLE_COLUMNS, math.nan)
@@ -173,7 +177,8 @@ class LongCycling:
             recorder={"Q_net_C_m2": r.Q_net_C_m2, "steps_taken": r.steps_taken,
                       "max_balance_error_A_m2": r.max_balance_error_A_m2, "last": asdict(r.last),
                       "last_t_s": r.last_t_s},
-            newton_iterations=self.problem.solver.total_iterations, wall_time_s=self.wall_before_s + wall_s,
+            newton_iterations=self.problem.solver.total_iterations,
+            krylov_iterations=self.problem.solver.total_linear_iterations, wall_time_s=self.wall_before_s + wall_s,
             cycle=self.next_cycle - 1, isolated_per_cycle_nm=self.isolated_per_cycle_nm,
             impedance={"rows": self.impedance_rows, "fits": self.impedance_fit_rows,
                        "cycles": {str(c): r for c, r in self.impedance_cycle_rows.items()}})
@@ -205,6 +210,7 @@ class LongCycling:
         r.max_balance_error_A_m2, r.last_t_s = rec["max_balance_error_A_m2"], rec["last_t_s"]
         r.last = Measurement(**rec["last"])
         self.problem.solver.total_iterations = meta.newton_iterations
+        self.problem.solver.total_linear_iterations = meta.krylov_iterations
         # a run resumed with other cycles or forced cycles: do not jump over the ones it has now
         later_forced = [c for c in self.planner.forced if c >= self.next_cycle]
         self.next_simulated = min([self.next_simulated, *later_forced])

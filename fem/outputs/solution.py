@@ -89,6 +89,7 @@ class Summary:
     simulated_cycles: int
     resumed_from_cycle: int | None = None
     slow_state_final: dict | None = None
+    krylov_iterations: int | None = None  # runs before 2026-12-05 have none
     extra: dict = field(default_factory=dict)
 
     @classmethod

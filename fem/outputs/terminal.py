@@ -6,8 +6,10 @@ import logging
 import os
 import sys
 import time
+from contextlib import contextmanager
 
 BAR_WIDTH = 24
+LOG = logging.getLogger("fem.progress")
 
 
 def on_terminal() -> bool:
@@ -22,12 +24,24 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
 
 
 class Progress:
-    """A bar and the state of the run on one line, rewritten in place, at most every `every_s`
-    seconds of wall time; only on rank 0 and (mode "auto") only on a terminal."""
+    """What a run shows while it runs, on rank 0 only.
 
-    def __init__(self, mode: str, comm, n_cycles: int, n_steps: int, every_s: float = 1.0):
-        self.enabled = comm.rank == 0 and (mode == "on" or (mode == "auto" and on_terminal()))
-        self.n_cycles, self.n_steps, self.every_s = n_cycles, n_steps, every_s
+    On a terminal (mode "auto" or "on"): a bar and the state of the run on one line, rewritten
+    in place at most every `every_s` seconds. Off a terminal (mode "auto": a Slurm log, a pipe):
+    plain lines on stdout (when the "fem" logger takes INFO: the command line without -q), one at the end of each protocol step and of each
+    measurement phase (the Ea, impedance), and one every `log_every_s` seconds within a step,
+    each with the wall time and the Newton and Krylov iterations so far (`counters`).
+    """
+
+    def __init__(self, mode: str, comm, n_cycles: int, n_steps: int, every_s: float = 1.0,
+                 log_every_s: float = 60.0, counters=None):
+        terminal = on_terminal()
+        self.enabled = comm.rank == 0 and (mode == "on" or (mode == "auto" and terminal))
+        self.logging = comm.rank == 0 and mode == "auto" and not terminal
+        self.n_cycles, self.n_steps = n_cycles, n_steps
+        self.every_s, self.log_every_s = every_s, log_every_s
+        self.counters = counters or (lambda: (0, 0))
+        self._wall0 = self._last_log = time.monotonic()
         self._last = 0.0
         self._width = 0
 
@@ -35,8 +49,23 @@ class Progress:
         """Share of the protocol's steps begun before the current one."""
         return ((pos.cycle - 1) * self.n_steps + pos.step_index) / (self.n_cycles * self.n_steps)
 
+    def _where(self, pos) -> str:
+        return f"cycle {pos.cycle}/{self.n_cycles} step {pos.step_index + 1}/{self.n_steps} {pos.step.kind}"
+
+    @staticmethod
+    def _state(t_s: float, m) -> str:
+        return (f"t = {t_s / 3600:.3f} h  V = {m.V:.4f} V vs Li-In  I = {m.I_A_m2 / 10:+.3f} mA/cm2  "
+                f"mean x = {m.mean_x:.3f}")
+
+    def _effort(self) -> str:
+        newton, krylov = self.counters()
+        return f"wall {time.monotonic() - self._wall0:.0f} s, {newton} Newton / {krylov} Krylov iterations"
+
     def update(self, pos, t_s: float, m):
         now = time.monotonic()
+        if self.logging and now - self._last_log >= self.log_every_s:
+            self._last_log = now
+            self._line(f"{self._where(pos)}: {self._state(t_s, m)}  ({self._effort()})")
         if not self.enabled or now - self._last < self.every_s:
             return
         self._last = now
@@ -47,9 +76,36 @@ class Progress:
         print("\r" + line.ljust(self._width), end="", flush=True)
         self._width = len(line)
 
+    def step_end(self, pos, reason: str, t_s: float, m, steps: int):
+        """A protocol step ended (a line off a terminal)."""
+        if self.logging:
+            self._last_log = time.monotonic()
+            self._line(f"{self._where(pos)} ended ({reason}) after {steps} time steps: {self._state(t_s, m)}  "
+                     f"({self._effort()})")
+
+    @contextmanager
+    def phase(self, what: str):
+        """A stretch of work outside the protocol's steps (an Ea measurement...): a line when it
+        begins and one when it ends, on a terminal too (the bar would stand still meanwhile)."""
+        show = self.enabled or self.logging
+        if show:
+            self.done()
+            self._line(f"{what} ... ({self._effort()})")
+        t0 = time.monotonic()
+        yield
+        if show:
+            self._last_log = time.monotonic()
+            self._line(f"{what}: done in {time.monotonic() - t0:.0f} s ({self._effort()})")
+
+    @staticmethod
+    def _line(text: str):
+        if LOG.isEnabledFor(logging.INFO):
+            print(text, flush=True)
+
     def done(self):
         if self.enabled and self._width:
             print(flush=True)
+            self._width = 0
 
 
 def closing_line(out_dir, summary: dict) -> str:

@@ -161,6 +161,7 @@ class StepRunner:
         p.u.x.array[:] = p.u_n.x.array
         p.solver = p.new_solver()
         p.solver.total_iterations = old.total_iterations
+        p.solver.total_linear_iterations = old.total_linear_iterations
         old.destroy()  # its PETSc options go with the last solver that shares them
 
     @staticmethod

@@ -129,6 +129,7 @@ class NewtonSolver:
         self.snes.setFunction(self._residual, self.b)
         self.snes.setJacobian(self._jacobian, self.A)
         self.total_iterations = 0
+        self.total_linear_iterations = 0  # Krylov (1 a Newton iteration with LU)
         self._first_try = False
         self.set_first_try_limits(FIRST_TRY_MAX_IT, FIRST_TRY_DTOL)
 
@@ -272,6 +273,7 @@ class NewtonSolver:
         self.snes.solve(None, self.x)
         iterations = self.snes.getIterationNumber()
         self.total_iterations += iterations
+        self.total_linear_iterations += self.snes.getLinearSolveIterations()
         return self.snes.getConvergedReason(), iterations
 
     def destroy(self):

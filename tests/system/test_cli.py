@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import types
@@ -369,7 +370,9 @@ def test_cli_sets_openblas_threads_before_numpy():
 
 def test_cold_cache_run_prints_no_compiler_line(tmp_path):
     """One short discharge on the tiny mesh with an empty JIT cache: every form is compiled
-    (gcc runs), yet nothing of the compiler reaches the terminal; the run's files are there."""
+    (gcc runs), yet nothing of the compiler reaches the terminal; the run's files are there.
+    Off a terminal (a Slurm log) the run prints a line at the end of each protocol step and of
+    the Ea measurement, whose time steps and Newton/Krylov totals are the summary's."""
     case = write(tmp_path, f"""name = "tiny"
 [geometry]
 mesh_file = "{ROOT / 'meshes' / 'tiny_2d.msh'}"
@@ -387,9 +390,18 @@ plots = false
     assert list(cache.glob("fenics/*.so")), "the JIT cache was not cold: nothing compiled"
     terminal = done.stdout + done.stderr
     assert "gcc" not in terminal and "INFO" not in terminal and done.stderr == ""
-    assert done.stdout.startswith(f"done: {out_dir}: 1 cycle(s)")
+    lines = done.stdout.splitlines()
+    assert lines[-1].startswith(f"done: {out_dir}: 1 cycle(s)")
     summary = json.loads((out_dir / "summary.json").read_text())
     assert len(summary["discharge_capacity_mAh_gS"]) == 1 and summary["discharge_capacity_mAh_gS"][0] > 0
+    step = re.fullmatch(r"cycle 1/1 step 1/1 discharge ended \(duration\) after (\d+) time steps: .*", lines[0])
+    assert step and int(step.group(1)) == summary["time_steps"]
+    assert lines[1].startswith("after cycle 1: activation energy at SOC 0.5 (4 temperatures")
+    effort = re.fullmatch(r"after cycle 1: activation energy .*: done in \d+ s "
+                          r"\(wall \d+ s, (\d+) Newton / (\d+) Krylov iterations\)", lines[2])
+    assert effort and len(lines) == 4, done.stdout
+    assert (int(effort.group(1)), int(effort.group(2))) == (summary["newton_iterations"], summary["krylov_iterations"])
+    assert summary["krylov_iterations"] >= summary["newton_iterations"] > summary["time_steps"]
 
 
 def test_version(capsys):

@@ -30,7 +30,8 @@ def summary_dict(cycles):
             "charge_capacity_mAh_gS": [c["charge_capacity_mAh_gS"] for c in cycles], "sulfur_loading_mg_cm2": 1.0,
             "one_C_mA_cm2": 1.67, "voltage_reference": "Li-In", "volume_fractions": {}, "connectivity": None,
             "mesh": {"cells": 10, "dofs": 5, "dofs_total": 9}, "generation": {}, "time_steps": 16,
-            "newton_iterations": 40, "charge_balance_max_error_mA_cm2": 0.0, "mpi_ranks": 1, "wall_time_s": 1.0,
+            "newton_iterations": 40, "krylov_iterations": 40,
+            "charge_balance_max_error_mA_cm2": 0.0, "mpi_ranks": 1, "wall_time_s": 1.0,
             "versions": {}, "catalyst": "Cu1Ni1-PCN", "temperature_C": 25.0, "retention": 1.0,
             "simulated_cycles": 2, "resumed_from_cycle": None, "slow_state_final": None,
             "a_key_of_a_later_version": 7}
