@@ -28,9 +28,10 @@ class Progress:
 
     On a terminal (mode "auto" or "on"): a bar and the state of the run on one line, rewritten
     in place at most every `every_s` seconds. Off a terminal (mode "auto": a Slurm log, a pipe):
-    plain lines on stdout (when the "fem" logger takes INFO: the command line without -q), one at the end of each protocol step and of each
-    measurement phase (the Ea, impedance), and one every `log_every_s` seconds within a step,
-    each with the wall time and the Newton and Krylov iterations so far (`counters`).
+    plain lines on stdout when the "fem" logger takes INFO (the command line without -q): one
+    at the end of each protocol step and of each measurement phase (the Ea, impedance), and one
+    every `log_every_s` seconds within a step, each with the wall time and the Newton and
+    Krylov iterations so far (`counters`).
     """
 
     def __init__(self, mode: str, comm, n_cycles: int, n_steps: int, every_s: float = 1.0,
